@@ -1,0 +1,59 @@
+"""Composition root: the one place that wires settings, clock, database and runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock, SystemClock
+from engine.config import Settings
+from engine.persistence.db import UnitOfWork, make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from engine.services.case_types import CaseTypeRegistry
+    from engine.services.definitions import DefinitionRegistry
+    from engine.workflow import WorkflowRuntime
+
+
+@dataclass
+class Services:
+    """Everything a use case needs, built once per process."""
+
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    runtime: WorkflowRuntime
+    definitions: DefinitionRegistry
+    case_types: CaseTypeRegistry
+    notifier_hooks: list[Callable[[], None]] = field(default_factory=list)
+
+    def uow(self) -> UnitOfWork:
+        """A new unit of work (one transaction)."""
+        return UnitOfWork(self.session_factory)
+
+
+def build_services(settings: Settings, clock: Clock | None = None, *, deploy: bool = True) -> Services:
+    """Build the services for this process; deploy the BPMN files of the workflows folder."""
+    from engine.services.case_types import build_case_types
+    from engine.services.definitions import DefinitionRegistry
+    from engine.workflow import WorkflowRuntime
+
+    clock = clock or SystemClock()
+    db = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    services = Services(
+        settings=settings,
+        clock=clock,
+        engine=db,
+        session_factory=make_session_factory(db),
+        runtime=WorkflowRuntime(clock, script_time_limit=settings.script_time_limit),
+        definitions=DefinitionRegistry(),
+        case_types=build_case_types(),
+    )
+    if deploy:
+        services.definitions.deploy_folder(services, settings.workflows_dir)
+    return services

@@ -1,0 +1,114 @@
+"""Settings: every FENGQIAO_* environment variable, read in one place."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Application settings; `from_env` documents each variable."""
+
+    # FENGQIAO_DATABASE_URL: SQLAlchemy URL; default a SQLite file in the instance folder.
+    database_url: str = ""
+    # FENGQIAO_INSTANCE_DIR: folder for the SQLite file, the generated secret key and uploads.
+    instance_dir: str = str(DEFAULT_INSTANCE)
+    # FENGQIAO_SECRET_KEY: signs sessions, CSRF tokens and API tokens; generated once if unset.
+    secret_key: str = ""
+    # FENGQIAO_TOKEN_TTL_MINUTES: lifetime of a bearer token from POST /api/v1/auth/token.
+    token_ttl_minutes: int = 720
+    # FENGQIAO_WORKFLOWS_DIR: folder of BPMN files deployed at start-up.
+    workflows_dir: str = str(PROJECT_ROOT / "workflows")
+    # FENGQIAO_BASE_URL: public address used in links inside notifications.
+    base_url: str = "http://127.0.0.1:5000"
+    # FENGQIAO_DEFAULT_LANGUAGE: zh-CN (default) or en.
+    default_language: str = "zh-CN"
+    # FENGQIAO_SCHEDULER_INTERVAL_SECONDS: how often the embedded scheduler runs its jobs.
+    scheduler_interval_seconds: int = 60
+    # FENGQIAO_SCRIPT_TIME_LIMIT: CPU seconds one BPMN expression or script may take.
+    script_time_limit: float = 0.5
+    # FENGQIAO_WARNING_DAYS: yellow-warning lead time in days (DOMAIN.md §6).
+    warning_days: int = 3
+    # FENGQIAO_EVALUATION_WINDOW_DAYS: days after delivery the petitioner may evaluate.
+    evaluation_window_days: int = 15
+    # FENGQIAO_BASIC_SATISFIED_COUNTS: whether 基本满意 counts as satisfied in the KPI.
+    basic_satisfied_counts: bool = True
+    # FENGQIAO_SCREENING_START_DAY: day of the month on which screening rounds open.
+    screening_start_day: int = 1
+    # FENGQIAO_SCREENING_DUE_DAY: day of the month by which screening reports are due.
+    screening_due_day: int = 25
+    # FENGQIAO_SQLITE_SYNCHRONOUS: PRAGMA synchronous for SQLite (FULL is durable on power loss).
+    sqlite_synchronous: str = "FULL"
+    # FENGQIAO_MAX_CONTENT_LENGTH: largest accepted request body in bytes.
+    max_content_length: int = 10 * 1024 * 1024
+    # FENGQIAO_SECURE_COOKIES: mark session cookies Secure (set behind TLS).
+    secure_cookies: bool = False
+    # FENGQIAO_LOG_LEVEL: logging level name.
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read FENGQIAO_* variables; keyword overrides win (used by tests)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)} - {"extra"}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get("FENGQIAO_" + f.name.upper())
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            elif f.type in ("bool", bool):
+                values[f.name] = _bool(raw)
+            else:
+                values[f.name] = raw
+        extra = {
+            k[len("FENGQIAO_") :].lower(): v
+            for k, v in env.items()
+            if k.startswith("FENGQIAO_") and k[len("FENGQIAO_") :].lower() not in known
+        }
+        values["extra"] = extra
+        values.update(overrides)
+        settings = cls(**values)
+        return settings.resolved()
+
+    def resolved(self) -> Settings:
+        """Fill in the defaults that depend on the instance folder."""
+        instance = Path(self.instance_dir)
+        url = self.database_url or f"sqlite:///{instance / 'fengqiao.db'}"
+        key = self.secret_key or _instance_secret(instance)
+        return replace(self, database_url=url, secret_key=key)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite default."""
+        return self.database_url.startswith("sqlite")
+
+
+def _instance_secret(instance: Path) -> str:
+    """A secret generated once per instance folder, so sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

@@ -1,0 +1,104 @@
+"""Who is acting, and the SQL filters that keep every query inside the caller's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from engine.errors import NotFoundError, PermissionDeniedError
+from engine.persistence.models import RoleAssignment, Unit, User
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role on one unit (None = system-wide, only for admin), with the unit's path."""
+
+    role: str
+    unit_id: int | None
+    unit_path: str | None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller of a use case."""
+
+    user_id: int
+    username: str
+    display_name: str
+    language: str
+    grants: tuple[Grant, ...]
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the caller holds the admin role anywhere."""
+        return any(g.role == "admin" for g in self.grants)
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The names of the roles the caller holds."""
+        return frozenset(g.role for g in self.grants)
+
+    def paths(self, roles: Iterable[str] | None = None) -> list[str] | None:
+        """Unit paths covered by the given roles (any role if None); None means everywhere."""
+        wanted = set(roles) if roles is not None else None
+        out: list[str] = []
+        for g in self.grants:
+            if wanted is not None and g.role not in wanted:
+                continue
+            if g.unit_path is None:
+                return None
+            out.append(g.unit_path)
+        return out
+
+    def covers(self, unit_path: str | None, roles: Iterable[str] | None = None) -> bool:
+        """Whether a role (of `roles`) on some unit covers the unit with this path."""
+        paths = self.paths(roles)
+        if paths is None:
+            return True
+        if unit_path is None:
+            return False
+        return any(unit_path.startswith(p) for p in paths)
+
+
+SYSTEM = Actor(user_id=0, username="system", display_name="系统", language="zh-CN", grants=())
+
+
+def load_actor(session: Session, user_id: int) -> Actor:
+    """Build the actor of a user, with the paths of the units their roles are held on."""
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise NotFoundError("user not found")
+    rows = session.execute(
+        select(RoleAssignment.role, RoleAssignment.unit_id, Unit.path)
+        .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
+        .where(RoleAssignment.user_id == user_id)
+    ).all()
+    return Actor(
+        user_id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        language=user.language,
+        grants=tuple(Grant(r.role, r.unit_id, r.path) for r in rows),
+    )
+
+
+def unit_scope(actor: Actor, unit_column: ColumnElement[int] | object, roles: Iterable[str] | None = None) -> ColumnElement[bool]:
+    """SQL condition: the unit in `unit_column` lies under a unit where the actor holds a role."""
+    if actor is SYSTEM:
+        return true()
+    paths = actor.paths(roles)
+    if paths is None:
+        return true()
+    if not paths:
+        return false()
+    sub = select(Unit.id).where(or_(*[Unit.path.startswith(p) for p in sorted(set(paths))]))
+    return unit_column.in_(sub.scalar_subquery())  # type: ignore[attr-defined, no-any-return]
+
+
+def require_admin(actor: Actor) -> None:
+    """Refuse (403) unless the actor is an admin."""
+    if not actor.is_admin and actor is not SYSTEM:
+        raise PermissionDeniedError("admin role required")

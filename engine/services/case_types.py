@@ -1,0 +1,103 @@
+"""Case types: which process a case runs, its number prefix, and its domain hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from engine.bootstrap import Services
+    from engine.persistence.db import UnitOfWork
+    from engine.persistence.models import Case, Task
+    from engine.services.access import Actor
+    from engine.workflow import HumanTask, Snapshot
+
+
+class CaseHooks(Protocol):
+    """Domain rules a case type adds around the generic task cycle."""
+
+    def before_complete(
+        self, ctx: HookContext, case: Case, task: Task, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Check business rules on submitted form data; return values to add to it."""
+        ...
+
+    def after_complete(
+        self, ctx: HookContext, case: Case, task: Task, data: Mapping[str, Any], snapshot: Snapshot
+    ) -> None:
+        """Update domain rows (deadlines, ledgers) after a task completed."""
+        ...
+
+    def task_due(self, ctx: HookContext, case: Case, task: HumanTask) -> datetime | None:
+        """The due time of a newly opened task when a domain deadline governs it."""
+        ...
+
+
+@dataclass
+class HookContext:
+    """What hooks get: the services, the open unit of work, the actor and 'now'."""
+
+    services: Services
+    uow: UnitOfWork
+    actor: Actor
+    now: datetime
+
+
+class NoHooks:
+    """A case type with no domain rules beyond its BPMN."""
+
+    def before_complete(
+        self, ctx: HookContext, case: Case, task: Task, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Accept the form data as validated by its schema."""
+        return {}
+
+    def after_complete(
+        self, ctx: HookContext, case: Case, task: Task, data: Mapping[str, Any], snapshot: Snapshot
+    ) -> None:
+        """Nothing to update."""
+
+    def task_due(self, ctx: HookContext, case: Case, task: HumanTask) -> datetime | None:
+        """Use the BPMN's own camunda:dueDate."""
+        return task.due_at
+
+
+@dataclass
+class CaseType:
+    """A kind of case: its process, number prefix and hooks."""
+
+    name: str
+    process_id: str
+    prefix: str
+    label_zh: str
+    label_en: str
+    hooks: CaseHooks = field(default_factory=NoHooks)
+
+
+class CaseTypeRegistry:
+    """Known case types; a deployed process without a registered type runs as a generic case."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, CaseType] = {}
+
+    def register(self, case_type: CaseType) -> None:
+        """Add or replace a case type."""
+        self._types[case_type.name] = case_type
+
+    def get(self, name: str) -> CaseType:
+        """The case type of that name, or a generic one running the process of that id."""
+        found = self._types.get(name)
+        if found is not None:
+            return found
+        return CaseType(name=name, process_id=name, prefix="AJ", label_zh=name, label_en=name)
+
+    def all(self) -> list[CaseType]:
+        """Registered case types."""
+        return list(self._types.values())
+
+
+def build_case_types() -> CaseTypeRegistry:
+    """The registry with every case type the engine ships."""
+    return CaseTypeRegistry()

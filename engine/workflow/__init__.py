@@ -1,0 +1,40 @@
+"""The only package that touches SpiffWorkflow: safe parsing, sandboxed expressions, runtime.
+
+Nothing exported here is a SpiffWorkflow object (DESIGN.md §3).
+"""
+
+from engine.workflow.errors import (
+    DataKeyError,
+    DefinitionError,
+    Problem,
+    ScriptError,
+    TaskNotReadyError,
+)
+from engine.workflow.forms import FormField, form_schema, json_schema
+from engine.workflow.parser import (
+    Definition,
+    UserTaskSpec,
+    lint_definition,
+    parse_definition,
+    parse_definitions,
+)
+from engine.workflow.runtime import HumanTask, Snapshot, WorkflowRuntime
+
+__all__ = [
+    "DataKeyError",
+    "Definition",
+    "DefinitionError",
+    "FormField",
+    "HumanTask",
+    "Problem",
+    "ScriptError",
+    "Snapshot",
+    "TaskNotReadyError",
+    "UserTaskSpec",
+    "WorkflowRuntime",
+    "form_schema",
+    "json_schema",
+    "lint_definition",
+    "parse_definition",
+    "parse_definitions",
+]
