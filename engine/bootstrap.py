@@ -37,7 +37,9 @@ class Services:
         return UnitOfWork(self.session_factory)
 
 
-def build_services(settings: Settings, clock: Clock | None = None, *, deploy: bool = True) -> Services:
+def build_services(
+    settings: Settings, clock: Clock | None = None, *, deploy: bool = True
+) -> Services:
     """Build the services for this process; deploy the BPMN files of the workflows folder."""
     from engine.services.case_types import build_case_types
     from engine.services.definitions import DefinitionRegistry

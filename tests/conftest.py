@@ -38,7 +38,10 @@ def backends() -> list[Any]:
     params.append(
         pytest.param("postgresql", marks=pytest.mark.postgres)
         if PG_URL
-        else pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.skip(reason="no PostgreSQL configured")])
+        else pytest.param(
+            "postgresql",
+            marks=[pytest.mark.postgres, pytest.mark.skip(reason="no PostgreSQL configured")],
+        )
     )
     return params
 
@@ -58,7 +61,9 @@ def _seed(services: Services) -> None:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated and seeded SQLite file, copied for each test."""
     folder = tmp_path_factory.mktemp("template")
-    settings = Settings.from_env({}, instance_dir=str(folder), database_url=f"sqlite:///{folder / 'template.db'}")
+    settings = Settings.from_env(
+        {}, instance_dir=str(folder), database_url=f"sqlite:///{folder / 'template.db'}"
+    )
     services = build_services(settings, SettableClock(START), deploy=False)
     upgrade(services.engine)
     services.definitions.deploy_folder(services, settings.workflows_dir)
@@ -135,11 +140,15 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Se
         template: Path = request.getfixturevalue("sqlite_template")
         shutil.copy(template, tmp_path / "test.db")
         url = f"sqlite:///{tmp_path / 'test.db'}"
-    return Settings.from_env({}, instance_dir=str(tmp_path), database_url=url, secret_key="test-secret")
+    return Settings.from_env(
+        {}, instance_dir=str(tmp_path), database_url=url, secret_key="test-secret"
+    )
 
 
 @pytest.fixture
-def services(settings: Settings, clock: SettableClock, backend: str, request: pytest.FixtureRequest) -> Iterator[Services]:
+def services(
+    settings: Settings, clock: SettableClock, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Services]:
     """Services on a freshly seeded database, with the settable clock."""
     svc = build_services(settings, clock, deploy=False)
     if backend == "postgresql":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request, session
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
 from sqlalchemy import text
 
 from engine.bootstrap import Services, build_services
@@ -30,7 +31,10 @@ def _select_locale() -> str:
 
 
 def create_app(
-    settings: Settings | None = None, services: Services | None = None, *, start_scheduler: bool = False
+    settings: Settings | None = None,
+    services: Services | None = None,
+    *,
+    start_scheduler: bool = False,
 ) -> Flask:
     """Build the app; tests pass their own services (settable clock, temporary database)."""
     settings = settings or (services.settings if services else Settings.from_env())
@@ -52,17 +56,19 @@ def create_app(
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",
         BABEL_DEFAULT_LOCALE="zh_Hans_CN",
-        BABEL_TRANSLATION_DIRECTORIES="translations",
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["fengqiao"] = services
     Babel(app, locale_selector=_select_locale, default_timezone="Asia/Shanghai")
+    app.jinja_env.globals["get_locale"] = get_locale
     init_auth(app)
-    register_error_handlers(app)
     from web.api import init_api
 
     init_api(app)
+    # After flask-smorest, whose own HTTPException handler ours replaces.
+    register_error_handlers(app)
     from web.pages import init_pages
 
     init_pages(app)

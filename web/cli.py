@@ -20,7 +20,11 @@ def _services(deploy: bool = True, now: datetime | None = None) -> Services:
 
 
 ADMIN = SYSTEM.__class__(
-    user_id=0, username="cli", display_name="命令行", language="zh-CN", grants=(Grant("admin", None, None),)
+    user_id=0,
+    username="cli",
+    display_name="命令行",
+    language="zh-CN",
+    grants=(Grant("admin", None, None),),
 )
 
 
@@ -91,7 +95,9 @@ def user() -> None:
 @click.option("--display-name", default=None)
 @click.option("--language", default="zh-CN", type=click.Choice(["zh-CN", "en"]))
 @click.option("--role", "roles", multiple=True, help="ROLE or ROLE@UNIT_CODE; repeatable.")
-def user_create(username: str, password: str, display_name: str | None, language: str, roles: tuple[str, ...]) -> None:
+def user_create(
+    username: str, password: str, display_name: str | None, language: str, roles: tuple[str, ...]
+) -> None:
     """Create a user; admin may be granted without a unit (system-wide)."""
     from engine.errors import FengqiaoError
     from engine.services.orgs import parse_role_spec
@@ -102,13 +108,21 @@ def user_create(username: str, password: str, display_name: str | None, language
         with services.uow() as uow:
             grants = [parse_role_spec(uow, spec) for spec in roles]
             created = create_user(
-                uow, ADMIN, username=username, password=password, display_name=display_name or username,
-                language=language, roles=grants, now=services.clock.now(),
+                uow,
+                ADMIN,
+                username=username,
+                password=password,
+                display_name=display_name or username,
+                language=language,
+                roles=grants,
+                now=services.clock.now(),
             )
             uow.commit()
             click.echo(f"created user {created.username} (id {created.id})")
     except FengqiaoError as exc:
-        raise click.ClickException(f"{exc.message} {getattr(exc, 'errors', '') or ''}".strip()) from exc
+        raise click.ClickException(
+            f"{exc.message} {getattr(exc, 'errors', '') or ''}".strip()
+        ) from exc
 
 
 @main.group()
@@ -133,7 +147,9 @@ def definitions_list() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--no-scheduler", is_flag=True, help="Run the scheduler elsewhere (fengqiao scheduler).")
+@click.option(
+    "--no-scheduler", is_flag=True, help="Run the scheduler elsewhere (fengqiao scheduler)."
+)
 def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Serve the web app (and the embedded scheduler)."""
     from werkzeug.serving import run_simple
@@ -201,4 +217,3 @@ def audit_verify() -> None:
     for b in broken:
         click.echo(f"BROKEN {b.stream} at seq {b.seq}: {b.reason}")
     sys.exit(1)
-

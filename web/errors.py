@@ -26,9 +26,18 @@ STATUS = {
     ValidationError: 422,
     AuthenticationError: 401,
 }
-NAMES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-         409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Entity", 429: "Too Many Requests",
-         500: "Internal Server Error"}
+NAMES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 def status_of(exc: FengqiaoError) -> int:
@@ -50,7 +59,7 @@ def error_body(code: int, message: str, errors: Any = None) -> dict[str, Any]:
 def _flatten_webargs(messages: Any) -> Any:
     # webargs nests field errors under the location ({"json": {...}}); one location is flattened.
     if isinstance(messages, dict) and len(messages) == 1:
-        (location, inner), = messages.items()
+        ((location, inner),) = messages.items()
         if location in {"json", "query", "form", "files", "path"} and isinstance(inner, dict):
             return inner
     return messages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
@@ -85,7 +86,9 @@ def load_actor(session: Session, user_id: int) -> Actor:
     )
 
 
-def unit_scope(actor: Actor, unit_column: ColumnElement[int] | object, roles: Iterable[str] | None = None) -> ColumnElement[bool]:
+def unit_scope(
+    actor: Actor, unit_column: ColumnElement[int] | object, roles: Iterable[str] | None = None
+) -> ColumnElement[bool]:
     """SQL condition: the unit in `unit_column` lies under a unit where the actor holds a role."""
     if actor is SYSTEM:
         return true()
@@ -95,7 +98,7 @@ def unit_scope(actor: Actor, unit_column: ColumnElement[int] | object, roles: It
     if not paths:
         return false()
     sub = select(Unit.id).where(or_(*[Unit.path.startswith(p) for p in sorted(set(paths))]))
-    return unit_column.in_(sub.scalar_subquery())  # type: ignore[attr-defined, no-any-return]
+    return unit_column.in_(sub.scalar_subquery())  # type: ignore[no-any-return]
 
 
 def require_admin(actor: Actor) -> None:

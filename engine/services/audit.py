@@ -16,7 +16,15 @@ from engine.persistence.models import AuditEvent, AuditHead, Case
 SYSTEM_STREAM = "system"
 
 
-def _digest(prev: str, stream: str, seq: int, at: datetime, actor_id: int | None, action: str, detail: dict[str, Any]) -> str:
+def _digest(
+    prev: str,
+    stream: str,
+    seq: int,
+    at: datetime,
+    actor_id: int | None,
+    action: str,
+    detail: dict[str, Any],
+) -> str:
     payload = json.dumps(
         [prev, stream, seq, at.isoformat(), actor_id, action, detail],
         ensure_ascii=False,
@@ -28,7 +36,13 @@ def _digest(prev: str, stream: str, seq: int, at: datetime, actor_id: int | None
 
 
 def record_case_event(
-    uow: UnitOfWork, case: Case, action: str, *, actor_id: int | None, at: datetime, detail: dict[str, Any] | None = None
+    uow: UnitOfWork,
+    case: Case,
+    action: str,
+    *,
+    actor_id: int | None,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event to a case's chain; the case row (and its version) carries the head."""
     detail = _jsonable(detail or {})
@@ -52,7 +66,12 @@ def record_case_event(
 
 
 def record_event(
-    uow: UnitOfWork, action: str, *, actor_id: int | None, at: datetime, detail: dict[str, Any] | None = None
+    uow: UnitOfWork,
+    action: str,
+    *,
+    actor_id: int | None,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event that belongs to no case (logins, organisation and user changes)."""
     detail = _jsonable(detail or {})
@@ -67,8 +86,15 @@ def record_event(
     seq = head.seq + 1
     digest = _digest(head.hash, SYSTEM_STREAM, seq, at, actor_id, action, detail)
     event = AuditEvent(
-        stream=SYSTEM_STREAM, seq=seq, at=at, actor_id=actor_id or None, case_id=None,
-        action=action, detail=detail, prev_hash=head.hash, hash=digest,
+        stream=SYSTEM_STREAM,
+        seq=seq,
+        at=at,
+        actor_id=actor_id or None,
+        case_id=None,
+        action=action,
+        detail=detail,
+        prev_hash=head.hash,
+        hash=digest,
     )
     head.seq, head.hash = seq, digest
     session.add(event)
@@ -88,7 +114,8 @@ def verify_chains(uow: UnitOfWork) -> list[BrokenLink]:
     """Recompute every chain; report the first broken link of each broken stream."""
     session = uow.session
     heads: dict[str, tuple[int, str]] = {
-        f"case:{cid}": (seq, h) for cid, seq, h in session.execute(select(Case.id, Case.audit_seq, Case.audit_hash))
+        f"case:{cid}": (seq, h)
+        for cid, seq, h in session.execute(select(Case.id, Case.audit_seq, Case.audit_hash))
     }
     heads.update({h.stream: (h.seq, h.hash) for h in session.scalars(select(AuditHead))})
     broken: list[BrokenLink] = []
@@ -104,7 +131,9 @@ def verify_chains(uow: UnitOfWork) -> list[BrokenLink]:
         if expected - 1 != seq or prev_hash != h:
             broken.append(BrokenLink(stream, expected, "entries missing at the end of the chain"))
 
-    rows = session.scalars(select(AuditEvent).order_by(AuditEvent.stream, AuditEvent.seq)).yield_per(2000)
+    rows = session.scalars(
+        select(AuditEvent).order_by(AuditEvent.stream, AuditEvent.seq)
+    ).yield_per(2000)
     seen: set[str] = set()
     for ev in rows:
         if ev.stream != current:

@@ -95,7 +95,9 @@ def start_case(
     return case, snapshot
 
 
-def apply_snapshot(ctx: HookContext, case: Case, case_type: CaseType, snapshot: Snapshot) -> list[Task]:
+def apply_snapshot(
+    ctx: HookContext, case: Case, case_type: CaseType, snapshot: Snapshot
+) -> list[Task]:
     """Write a snapshot back: state, status, task rows and the timer row; return new tasks."""
     uow, now = ctx.uow, ctx.now
     session = uow.session
@@ -109,7 +111,12 @@ def apply_snapshot(ctx: HookContext, case: Case, case_type: CaseType, snapshot: 
         case.closed_at = now
     if snapshot.status == "error" and previous_status != "error":
         record_case_event(
-            uow, case, "case.error", actor_id=ctx.actor.user_id, at=now, detail={"error": snapshot.error}
+            uow,
+            case,
+            "case.error",
+            actor_id=ctx.actor.user_id,
+            at=now,
+            detail={"error": snapshot.error},
         )
 
     open_rows = (
@@ -265,7 +272,15 @@ def deadline_view(d: Deadline) -> dict[str, Any]:
     }
 
 
-def open_case(services: Services, actor: Actor, *, case_type: str, unit_id: int, data: Mapping[str, Any], title: str = "") -> dict[str, Any]:
+def open_case(
+    services: Services,
+    actor: Actor,
+    *,
+    case_type: str,
+    unit_id: int,
+    data: Mapping[str, Any],
+    title: str = "",
+) -> dict[str, Any]:
     """POST /cases: start a case of any deployed type on a unit the caller may act for."""
     from engine.errors import PermissionDeniedError
 
@@ -277,7 +292,9 @@ def open_case(services: Services, actor: Actor, *, case_type: str, unit_id: int,
         if not actor.covers(unit.path):
             raise PermissionDeniedError("you hold no role on this unit")
         ct = services.case_types.get(case_type)
-        case, _snapshot = start_case(services, uow, actor, ct, unit_id=unit_id, data=data, title=title, now=now)
+        case, _snapshot = start_case(
+            services, uow, actor, ct, unit_id=unit_id, data=data, title=title, now=now
+        )
         uow.commit()
         return case_view(uow, case)
 
@@ -289,7 +306,13 @@ def get_case(services: Services, actor: Actor, case_id: int) -> dict[str, Any]:
 
 
 def list_cases(
-    services: Services, actor: Actor, *, case_type: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50
+    services: Services,
+    actor: Actor,
+    *,
+    case_type: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
 ) -> dict[str, Any]:
     """Cases in the caller's scope, newest first."""
     from sqlalchemy import func
@@ -301,5 +324,7 @@ def list_cases(
         if status:
             stmt = stmt.where(Case.status == status)
         total = uow.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = uow.session.scalars(stmt.order_by(Case.id.desc()).limit(per_page).offset((page - 1) * per_page)).all()
+        rows = uow.session.scalars(
+            stmt.order_by(Case.id.desc()).limit(per_page).offset((page - 1) * per_page)
+        ).all()
         return {"items": [case_view(uow, c, with_timeline=False) for c in rows], "total": total}

@@ -39,19 +39,27 @@ class DefinitionRegistry:
         self._latest: dict[str, int] = {}
 
     def deploy_folder(self, services: Services, folder: str | Path) -> list[DeployedDefinition]:
-        """Deploy every `*.bpmn` of a folder (new versions only); skipped if the schema is absent."""
+        """Deploy every `*.bpmn` of a folder; files already deployed add no version."""
         path = Path(folder)
         if not path.is_dir():
             return []
         out: list[DeployedDefinition] = []
         for file in sorted(path.glob("*.bpmn")):
             with services.uow() as uow:
-                out.extend(self.deploy(uow, file.read_bytes(), filename=file.name, at=services.clock.now()))
+                out.extend(
+                    self.deploy(uow, file.read_bytes(), filename=file.name, at=services.clock.now())
+                )
                 uow.commit()
         return out
 
     def deploy(
-        self, uow: UnitOfWork, xml: bytes, *, filename: str, at: datetime, actor_id: int | None = None
+        self,
+        uow: UnitOfWork,
+        xml: bytes,
+        *,
+        filename: str,
+        at: datetime,
+        actor_id: int | None = None,
     ) -> list[DeployedDefinition]:
         """Parse and store a BPMN file; a file already deployed returns its existing versions."""
         try:

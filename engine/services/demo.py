@@ -6,11 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.bootstrap import Services
-from engine.services.access import Grant, SYSTEM
+from engine.services.access import SYSTEM, Grant
 from engine.services.orgs import DEMO_ORG, load_org, read_org_file
 
 ADMIN = SYSTEM.__class__(
-    user_id=0, username="demo", display_name="演示数据", language="zh-CN", grants=(Grant("admin", None, None),)
+    user_id=0,
+    username="demo",
+    display_name="演示数据",
+    language="zh-CN",
+    grants=(Grant("admin", None, None),),
 )
 
 LOGINS_HELP = """Demo logins (password demo1234 for every one):
@@ -30,7 +34,9 @@ CASE_SEEDERS: list[Callable[[Services], dict[str, Any]]] = []
 def seed(services: Services, *, with_cases: bool = True) -> dict[str, Any]:
     """Load the demo organisation and users; then, unless told not to, the demo cases."""
     with services.uow() as uow:
-        summary: dict[str, Any] = dict(load_org(uow, ADMIN, read_org_file(DEMO_ORG), services.clock.now()))
+        summary: dict[str, Any] = dict(
+            load_org(uow, ADMIN, read_org_file(DEMO_ORG), services.clock.now())
+        )
         uow.commit()
     if with_cases:
         for seeder in CASE_SEEDERS:

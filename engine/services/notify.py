@@ -37,7 +37,12 @@ def enqueue(
         "recipient": dict(recipient)
         if recipient is not None
         else (
-            {"display_name": user.display_name, "language": user.language, "email": user.email, "phone": user.phone}
+            {
+                "display_name": user.display_name,
+                "language": user.language,
+                "email": user.email,
+                "phone": user.phone,
+            }
             if user is not None
             else {}
         ),

@@ -56,11 +56,19 @@ def create_unit(
     uow.session.add(unit)
     uow.session.flush()
     unit.path = f"{parent.path if parent else '/'}{unit.id}/"
-    record_event(uow, "unit.created", actor_id=actor.user_id, at=now, detail={"unit_id": unit.id, "code": code})
+    record_event(
+        uow,
+        "unit.created",
+        actor_id=actor.user_id,
+        at=now,
+        detail={"unit_id": unit.id, "code": code},
+    )
     return unit
 
 
-def update_unit(uow: UnitOfWork, actor: Actor, unit_id: int, changes: Mapping[str, Any], now: datetime) -> Unit:
+def update_unit(
+    uow: UnitOfWork, actor: Actor, unit_id: int, changes: Mapping[str, Any], now: datetime
+) -> Unit:
     """Rename a unit, or change whether it reports or is active (admin only)."""
     require_admin(actor)
     unit = uow.session.get(Unit, unit_id)
@@ -69,11 +77,19 @@ def update_unit(uow: UnitOfWork, actor: Actor, unit_id: int, changes: Mapping[st
     for key in ("name", "reporting", "active"):
         if key in changes:
             setattr(unit, key, changes[key])
-    record_event(uow, "unit.updated", actor_id=actor.user_id, at=now, detail={"unit_id": unit_id, "fields": sorted(changes)})
+    record_event(
+        uow,
+        "unit.updated",
+        actor_id=actor.user_id,
+        at=now,
+        detail={"unit_id": unit_id, "fields": sorted(changes)},
+    )
     return unit
 
 
-def list_units(uow: UnitOfWork, actor: Actor, *, kind: str | None = None, parent_id: int | None = None) -> list[Unit]:
+def list_units(
+    uow: UnitOfWork, actor: Actor, *, kind: str | None = None, parent_id: int | None = None
+) -> list[Unit]:
     """Units in the caller's scope, in tree order."""
     stmt = select(Unit)
     if not actor.is_admin:
@@ -112,7 +128,9 @@ def parse_role_spec(uow: UnitOfWork, spec: str) -> dict[str, Any]:
     return {"role": role.strip(), "unit_id": unit_by_code(uow, code.strip()).id if code else None}
 
 
-def load_org(uow: UnitOfWork, actor: Actor, document: Mapping[str, Any], now: datetime) -> dict[str, int]:
+def load_org(
+    uow: UnitOfWork, actor: Actor, document: Mapping[str, Any], now: datetime
+) -> dict[str, int]:
     """Load a unit tree and its users; existing codes and usernames are updated, not duplicated."""
     from engine.services.users import create_user, update_user
 
@@ -125,18 +143,31 @@ def load_org(uow: UnitOfWork, actor: Actor, document: Mapping[str, Any], now: da
         for i, node in enumerate(nodes):
             where = f"{trail}[{i}]"
             if not isinstance(node, dict) or not {"code", "name", "kind"} <= node.keys():
-                raise ValidationError("invalid org file", {where: ["Each unit needs code, name and kind."]})
-            existing = uow.session.scalars(select(Unit).where(Unit.code == str(node["code"]))).first()
+                raise ValidationError(
+                    "invalid org file", {where: ["Each unit needs code, name and kind."]}
+                )
+            existing = uow.session.scalars(
+                select(Unit).where(Unit.code == str(node["code"]))
+            ).first()
             if existing is None:
                 unit = create_unit(
-                    uow, actor, code=str(node["code"]), name=str(node["name"]), kind=str(node["kind"]),
-                    parent_id=parent.id if parent else None, reporting=node.get("reporting"), now=now,
+                    uow,
+                    actor,
+                    code=str(node["code"]),
+                    name=str(node["name"]),
+                    kind=str(node["kind"]),
+                    parent_id=parent.id if parent else None,
+                    reporting=node.get("reporting"),
+                    now=now,
                 )
                 counts["units_created"] += 1
             else:
                 if (parent.id if parent else None) != existing.parent_id:
-                    raise ValidationError("invalid org file", {where: [f"Unit {existing.code} cannot move to another parent."]})
-                changes = {"name": str(node["name"])}
+                    raise ValidationError(
+                        "invalid org file",
+                        {where: [f"Unit {existing.code} cannot move to another parent."]},
+                    )
+                changes: dict[str, Any] = {"name": str(node["name"])}
                 if "reporting" in node:
                     changes["reporting"] = bool(node["reporting"])
                 unit = update_unit(uow, actor, existing.id, changes, now)
@@ -154,10 +185,16 @@ def load_org(uow: UnitOfWork, actor: Actor, document: Mapping[str, Any], now: da
             if not entry.get("password"):
                 raise ValidationError("invalid org file", {where: ["A new user needs a password."]})
             create_user(
-                uow, actor, username=str(entry["username"]), password=str(entry["password"]),
+                uow,
+                actor,
+                username=str(entry["username"]),
+                password=str(entry["password"]),
                 display_name=str(entry.get("display_name", entry["username"])),
-                language=str(entry.get("language", "zh-CN")), roles=roles,
-                email=entry.get("email"), phone=entry.get("phone"), now=now,
+                language=str(entry.get("language", "zh-CN")),
+                roles=roles,
+                email=entry.get("email"),
+                phone=entry.get("phone"),
+                now=now,
             )
             counts["users_created"] += 1
         else:
@@ -174,7 +211,9 @@ def read_org_file(path: str | Path) -> dict[str, Any]:
     """Read an org YAML file (safe loader only)."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValidationError("invalid org file", {"file": ["Expected a mapping with 'units' and 'users'."]})
+        raise ValidationError(
+            "invalid org file", {"file": ["Expected a mapping with 'units' and 'users'."]}
+        )
     return data
 
 
@@ -185,4 +224,8 @@ def count_units(uow: UnitOfWork) -> int:
 
 def role_holders(uow: UnitOfWork, role: str) -> list[int]:
     """Ids of users holding a role anywhere."""
-    return list(uow.session.scalars(select(RoleAssignment.user_id).where(RoleAssignment.role == role).distinct()))
+    return list(
+        uow.session.scalars(
+            select(RoleAssignment.user_id).where(RoleAssignment.role == role).distinct()
+        )
+    )

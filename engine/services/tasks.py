@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import marshmallow
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, false, func, or_, select, update
 
 from engine.bootstrap import Services
 from engine.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
@@ -83,7 +83,9 @@ def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) ->
         stmt = stmt.where(or_(Task.due_at.is_(None), Task.due_at >= now))
     if flt.due_before is not None:
         stmt = stmt.where(Task.due_at.is_not(None), Task.due_at < flt.due_before)
-    total = uow.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    total = (
+        uow.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    )
     rows = uow.session.execute(
         stmt.order_by(Task.due_at.is_(None), Task.due_at, Task.id)
         .limit(per_page)
@@ -103,9 +105,13 @@ def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) ->
     return {"items": items, "total": total, "page": page, "per_page": per_page}
 
 
-def _load(uow: UnitOfWork, actor: Actor, task_id: int, *, lock: bool = False) -> tuple[Task, str | None]:
+def _load(
+    uow: UnitOfWork, actor: Actor, task_id: int, *, lock: bool = False
+) -> tuple[Task, str | None]:
     """A task the actor may see (else 404), with its unit's path."""
-    stmt = select(Task, Unit.path).outerjoin(Unit, Unit.id == Task.unit_id).where(Task.id == task_id)
+    stmt = (
+        select(Task, Unit.path).outerjoin(Unit, Unit.id == Task.unit_id).where(Task.id == task_id)
+    )
     row = uow.session.execute(stmt).first()
     if row is None:
         raise NotFoundError("task not found")
@@ -121,11 +127,13 @@ def _may_act(actor: Actor, task: Task, path: str | None) -> bool:
     return task.role is not None and actor.covers(path, [task.role])
 
 
-def get_task(services: Services, uow: UnitOfWork, actor: Actor, task_id: int, now: datetime) -> dict[str, Any]:
+def get_task(
+    services: Services, uow: UnitOfWork, actor: Actor, task_id: int, now: datetime
+) -> dict[str, Any]:
     """A task with its case summary and its form, as fields and as JSON Schema."""
     task, path = _load(uow, actor, task_id)
     case = uow.session.get(Case, task.case_id)
-    assert case is not None  # noqa: S101 - foreign key
+    assert case is not None
     deployed = services.definitions.get(uow, case.definition_id)
     spec = deployed.definition.user_tasks.get(task.bpmn_id)
     fields = list(spec.form) if spec is not None else []
@@ -179,16 +187,22 @@ def claim_task(services: Services, actor: Actor, task_id: int) -> dict[str, Any]
         if task.role is None or not actor.covers(path, [task.role]):
             raise PermissionDeniedError("you do not hold the role this task needs")
         updated = uow.session.execute(
-            Task.__table__.update()
+            update(Task)
             .where(Task.id == task.id, Task.assignee_id.is_(None), Task.status == "open")
             .values(assignee_id=actor.user_id)
+            .execution_options(synchronize_session=False)
         )
         if updated.rowcount != 1:  # type: ignore[attr-defined]
             raise ConflictError("task is already claimed by someone else")
         case = uow.session.get(Case, task.case_id)
-        assert case is not None  # noqa: S101
+        assert case is not None
         record_case_event(
-            uow, case, "task.claimed", actor_id=actor.user_id, at=now, detail={"task_id": task.id, "task": task.bpmn_id}
+            uow,
+            case,
+            "task.claimed",
+            actor_id=actor.user_id,
+            at=now,
+            detail={"task_id": task.id, "task": task.bpmn_id},
         )
         case.updated_at = now
         uow.commit()
@@ -207,8 +221,10 @@ def release_task(services: Services, actor: Actor, task_id: int) -> dict[str, An
             raise PermissionDeniedError("only the assignee can release this task")
         task.assignee_id = None
         case = uow.session.get(Case, task.case_id)
-        assert case is not None  # noqa: S101
-        record_case_event(uow, case, "task.released", actor_id=actor.user_id, at=now, detail={"task_id": task.id})
+        assert case is not None
+        record_case_event(
+            uow, case, "task.released", actor_id=actor.user_id, at=now, detail={"task_id": task.id}
+        )
         uow.commit()
         return task_summary(task)
 
@@ -227,7 +243,7 @@ def complete_task(
                 raise ConflictError("task is claimed by someone else")
             raise PermissionDeniedError("you do not hold the role this task needs")
         case = uow.session.get(Case, task.case_id)
-        assert case is not None  # noqa: S101
+        assert case is not None
         case_type = services.case_types.get(case.case_type)
         deployed = services.definitions.get(uow, case.definition_id)
         spec = deployed.definition.user_tasks.get(task.bpmn_id)
@@ -240,7 +256,9 @@ def complete_task(
         ctx = HookContext(services, uow, actor, now)
         clean.update(case_type.hooks.before_complete(ctx, case, task, clean))
         try:
-            snapshot = services.runtime.complete(deployed.definition, case.state, task.spiff_id, clean)
+            snapshot = services.runtime.complete(
+                deployed.definition, case.state, task.spiff_id, clean
+            )
         except TaskNotReadyError as exc:
             raise ConflictError("task is not ready in the workflow") from exc
         except DataKeyError as exc:
@@ -263,11 +281,18 @@ def complete_task(
         uow.commit()
         return {
             "task": task_summary(task),
-            "case": {"id": case.id, "case_no": case.case_no, "status": case.status, "version": case.version},
+            "case": {
+                "id": case.id,
+                "case_no": case.case_no,
+                "status": case.status,
+                "version": case.version,
+            },
             "next_tasks": [
                 task_summary(t)
                 for t in uow.session.scalars(
-                    select(Task).where(Task.case_id == case.id, Task.status == "open").order_by(Task.id)
+                    select(Task)
+                    .where(Task.case_id == case.id, Task.status == "open")
+                    .order_by(Task.id)
                 )
             ],
         }

@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import select
 
 from engine.bootstrap import Services
+from engine.errors import ConflictError
 from engine.persistence.db import conflicts_as_409
 from engine.persistence.models import Case, Timer
 from engine.services.access import SYSTEM
 from engine.services.audit import record_case_event
 from engine.services.case_types import HookContext
 from engine.services.cases import apply_snapshot
-from engine.errors import ConflictError
 
 
 def fire_due_timers(services: Services, now: datetime | None = None, *, limit: int = 10_000) -> int:
@@ -44,7 +44,14 @@ def fire_due_timers(services: Services, now: datetime | None = None, *, limit: i
                     snapshot = services.runtime.fire_timers(deployed.definition, case.state)
                     ctx = HookContext(services, uow, SYSTEM, now)
                     case_type = services.case_types.get(case.case_type)
-                    record_case_event(uow, case, "timer.fired", actor_id=None, at=now, detail={"fire_at": timer.fire_at.isoformat()})
+                    record_case_event(
+                        uow,
+                        case,
+                        "timer.fired",
+                        actor_id=None,
+                        at=now,
+                        detail={"fire_at": timer.fire_at.isoformat()},
+                    )
                     apply_snapshot(ctx, case, case_type, snapshot)
                     if snapshot.next_timer_at is not None and snapshot.next_timer_at <= now:
                         skipped.add(case.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from engine.services.access import Actor, load_actor, require_admin
 from engine.services.audit import record_event
 
 _hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
 MIN_PASSWORD_LENGTH = 8
 LOCKOUT_AFTER = 5
 LOCKOUT_MINUTES = 15
@@ -40,7 +42,11 @@ def check_password_policy(password: str) -> None:
     ):
         raise ValidationError(
             "password too weak",
-            {"password": ["At least 8 characters with letters and digits. 密码至少 8 位，须含字母和数字。"]},
+            {
+                "password": [
+                    "At least 8 characters with letters and digits. 密码至少 8 位，须含字母和数字。"
+                ]
+            },
         )
 
 
@@ -99,13 +105,22 @@ def create_user(
     uow.session.add(user)
     uow.session.flush()
     record_event(
-        uow, "user.created", actor_id=actor.user_id, at=now,
-        detail={"user_id": user.id, "username": username, "roles": [(r.role, r.unit_id) for r in user.roles]},
+        uow,
+        "user.created",
+        actor_id=actor.user_id,
+        at=now,
+        detail={
+            "user_id": user.id,
+            "username": username,
+            "roles": [(r.role, r.unit_id) for r in user.roles],
+        },
     )
     return user
 
 
-def update_user(uow: UnitOfWork, actor: Actor, user_id: int, changes: Mapping[str, Any], now: datetime) -> User:
+def update_user(
+    uow: UnitOfWork, actor: Actor, user_id: int, changes: Mapping[str, Any], now: datetime
+) -> User:
     """Change a user's name, language, contact, roles, active flag or password (admin only)."""
     require_admin(actor)
     user = uow.session.get(User, user_id)
@@ -119,18 +134,25 @@ def update_user(uow: UnitOfWork, actor: Actor, user_id: int, changes: Mapping[st
     if changes.get("password"):
         set_password(uow, user, changes["password"], actor=actor, now=now)
     record_event(
-        uow, "user.updated", actor_id=actor.user_id, at=now,
+        uow,
+        "user.updated",
+        actor_id=actor.user_id,
+        at=now,
         detail={"user_id": user.id, "fields": sorted(k for k in changes if k != "password")},
     )
     return user
 
 
-def set_password(uow: UnitOfWork, user: User, password: str, *, actor: Actor, now: datetime) -> None:
+def set_password(
+    uow: UnitOfWork, user: User, password: str, *, actor: Actor, now: datetime
+) -> None:
     """Change a password; every token issued before stops working."""
     check_password_policy(password)
     user.password_hash = hash_password(password)
     user.token_generation += 1
-    record_event(uow, "user.password_changed", actor_id=actor.user_id, at=now, detail={"user_id": user.id})
+    record_event(
+        uow, "user.password_changed", actor_id=actor.user_id, at=now, detail={"user_id": user.id}
+    )
 
 
 def authenticate(uow: UnitOfWork, username: str, password: str, now: datetime) -> User:
@@ -160,10 +182,8 @@ def authenticate(uow: UnitOfWork, username: str, password: str, now: datetime) -
 
 def _hasher_dummy(password: str) -> None:
     # Same work for unknown users, so timing does not reveal which usernames exist.
-    try:
-        _hasher.verify("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG", password)
-    except (VerificationError, InvalidHashError):
-        pass
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_DUMMY_HASH, password)
 
 
 def issue_token(services: Services, user: User) -> tuple[str, datetime]:
@@ -188,7 +208,9 @@ def actor_from_token(services: Services, uow: UnitOfWork, token: str) -> Actor:
     return load_actor(uow.session, user.id)
 
 
-def list_users(uow: UnitOfWork, actor: Actor, *, page: int = 1, per_page: int = 50, q: str | None = None) -> dict[str, Any]:
+def list_users(
+    uow: UnitOfWork, actor: Actor, *, page: int = 1, per_page: int = 50, q: str | None = None
+) -> dict[str, Any]:
     """Users with their roles (admin only)."""
     require_admin(actor)
     stmt = select(User)
@@ -196,7 +218,9 @@ def list_users(uow: UnitOfWork, actor: Actor, *, page: int = 1, per_page: int = 
         stmt = stmt.where(User.username.contains(q) | User.display_name.contains(q))
     total = uow.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     per_page = max(1, min(per_page, 200))
-    users = uow.session.scalars(stmt.order_by(User.id).limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
+    users = uow.session.scalars(
+        stmt.order_by(User.id).limit(per_page).offset((max(page, 1) - 1) * per_page)
+    ).all()
     return {"items": [user_view(u) for u in users], "total": total}
 
 

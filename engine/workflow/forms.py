@@ -98,7 +98,9 @@ def _marshmallow_field(spec: FormField) -> mf.Field:  # type: ignore[type-arg]
         return _IsoDate(**kwargs)
     if spec.type == "enum":
         choices = [value for value, _label in spec.enum]
-        return mf.String(validate=[mv.OneOf(choices, labels=[lb for _v, lb in spec.enum])], **kwargs)
+        return mf.String(
+            validate=[mv.OneOf(choices, labels=[lb for _v, lb in spec.enum])], **kwargs
+        )
     # 'string' and anything unknown: free text with the length constraints.
     if spec.minlength is not None or spec.maxlength is not None:
         validators.append(mv.Length(min=spec.minlength, max=spec.maxlength))
@@ -152,6 +154,9 @@ def json_schema(fields: Sequence[FormField]) -> dict[str, Any]:
                 prop["maxLength"] = spec.maxlength
         if not spec.required:
             prop["type"] = [prop["type"], "null"]
+            if "enum" in prop:
+                prop["enum"].append(None)
+                prop["oneOf"].append({"const": None, "title": ""})
         if spec.default is not None:
             prop["default"] = _typed_default(spec)
         if spec.readonly:

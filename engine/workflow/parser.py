@@ -49,7 +49,9 @@ DEFAULT_UNIT_FIELD = "unit_id"
 
 # What Camunda Modeler writes into a timer without quotes: durations (P15D, PT1H),
 # repeating intervals (R3/PT10M) and date-times (2026-10-08T00:00:00+08:00).
-_ISO_LITERAL = re.compile(r"^(R\d*/\S+|P[\dT]\S*|\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?)$")
+_ISO_LITERAL = re.compile(
+    r"^(R\d*/\S+|P[\dT]\S*|\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?)$"
+)
 
 _DTD_MARKERS = tuple(
     marker.encode(codec)
@@ -160,7 +162,10 @@ def _parse_xml(xml: bytes, source: str) -> etree._Element:
 
 def _rewrite_timers(root: etree._Element) -> list[Problem]:
     problems: list[Problem] = []
-    path = ".//bpmn:timerEventDefinition/*[self::bpmn:timeDuration or self::bpmn:timeDate or self::bpmn:timeCycle]"
+    path = (
+        ".//bpmn:timerEventDefinition/*"
+        "[self::bpmn:timeDuration or self::bpmn:timeDate or self::bpmn:timeCycle]"
+    )
     for node in root.xpath(path, namespaces=NSMAP):
         definition = node.getparent()
         event = definition.getparent() if definition is not None else None
@@ -193,6 +198,28 @@ def _rewrite_timers(root: etree._Element) -> list[Problem]:
                     f"定时器表达式无效 '{text}'：{error}",
                 )
             )
+    return problems
+
+
+def _unsupported(root: etree._Element) -> list[Problem]:
+    """Features SpiffWorkflow would fail on with an anonymous error; name the element instead."""
+    problems: list[Problem] = []
+    for node in root.iter(f"{{{BPMN_NS}}}dataStore"):
+        problems.append(
+            problem(
+                node.get("id"),
+                f"data store '{node.get('name') or node.get('id')}' is not supported",
+                f"不支持数据存储 '{node.get('name') or node.get('id')}'",
+            )
+        )
+    for node in root.iter(f"{{{BPMN_NS}}}businessRuleTask"):
+        problems.append(
+            problem(
+                node.get("id"),
+                f"business rule task '{node.get('id')}' (DMN) is not supported",
+                f"不支持业务规则任务 '{node.get('id')}'（DMN）",
+            )
+        )
     return problems
 
 
@@ -405,7 +432,7 @@ def _parse_definitions(xml: bytes, source: str) -> list[Definition]:
         raise DefinitionError(
             [problem(None, "the file contains no process", "文件中没有流程")], source=source
         )
-    problems = _rewrite_timers(root)
+    problems = _unsupported(root) + _rewrite_timers(root)
     if problems:
         raise DefinitionError(problems, source=source)
 

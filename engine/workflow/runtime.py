@@ -285,7 +285,7 @@ def _as_due(value: Any, now: datetime) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=LOCAL_TZ)
+        aware: datetime = value if value.tzinfo is not None else value.replace(tzinfo=LOCAL_TZ)
         return aware.astimezone(UTC)
     if isinstance(value, date):
         return _end_of_local_day(value)
@@ -295,7 +295,8 @@ def _as_due(value: Any, now: datetime) -> datetime | None:
         text = value.strip()
         if text.upper().startswith("P"):
             parsed = TimerEventDefinition.parse_iso_duration(text)
-            return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
+            delta: timedelta = TimerEventDefinition.get_timedelta_from_start(parsed, now)
+            return now + delta
         if len(text) == 10:
             return _end_of_local_day(date.fromisoformat(text))
         return _as_due(datetime.fromisoformat(text), now)

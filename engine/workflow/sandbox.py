@@ -21,7 +21,7 @@ from functools import lru_cache
 from types import CodeType, FrameType, MappingProxyType, ModuleType
 from typing import Any
 
-from RestrictedPython import compile_restricted_eval, compile_restricted_exec
+from RestrictedPython.compile import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.Guards import (
     full_write_guard,
     guarded_iter_unpack_sequence,
@@ -120,7 +120,7 @@ def _guarded_getattr(obj: Any, name: str, default: Any = None) -> Any:
         raise AttributeError(f'"{name}" is not allowed (names starting with "_" are private)')
     if isinstance(obj, ModuleType):
         raise AttributeError("module attributes are not available in BPMN expressions")
-    return safer_getattr(obj, name, default)
+    return safer_getattr(obj, name, default)  # type: ignore[no-untyped-call]
 
 
 def _guarded_getitem(obj: Any, key: Any) -> Any:
@@ -148,9 +148,12 @@ def _pow(base: Any, exponent: Any) -> Any:
 
 def _mul(left: Any, right: Any) -> Any:
     for seq, times in ((left, right), (right, left)):
-        if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
-            if _sized(seq) * times > MAX_SEQUENCE:
-                raise ValueError(f"sequence repetition is too large (limit {MAX_SEQUENCE})")
+        if (
+            isinstance(seq, str | bytes | list | tuple)
+            and isinstance(times, int)
+            and _sized(seq) * times > MAX_SEQUENCE
+        ):
+            raise ValueError(f"sequence repetition is too large (limit {MAX_SEQUENCE})")
     return left * right
 
 
@@ -222,7 +225,7 @@ def to_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         result = value
     elif isinstance(value, date):
-        result = datetime(value.year, value.month, value.day)
+        result = datetime(value.year, value.month, value.day, tzinfo=LOCAL_TZ)
     elif isinstance(value, str):
         result = datetime.fromisoformat(value.strip())
     else:

@@ -85,7 +85,7 @@ def test_malformed_xml_reports_the_line() -> None:
 
 
 def test_non_bpmn_root_is_refused() -> None:
-    with pytest.raises(DefinitionError, match="not a BPMN 2.0 file"):
+    with pytest.raises(DefinitionError, match=r"not a BPMN 2\.0 file"):
         parse_definitions(b"<html/>")
 
 
@@ -235,3 +235,17 @@ def test_gateway_flow_without_condition_and_not_default_is_refused() -> None:
     with pytest.raises(DefinitionError, match="without condition") as info:
         parse_definitions(xml)
     assert info.value.problems[0].element_id == "Flow_rejected"
+
+
+def test_raw_spiffworkflow_exceptions_become_definition_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.workflow import parser as parser_module
+
+    def broken(self: object, process_id: str) -> object:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(parser_module._Parser, "get_spec", broken)
+    with pytest.raises(DefinitionError, match="KeyError") as info:
+        parse_definitions(read("simple_review.bpmn"), source="x.bpmn")
+    assert info.value.problems[0].element_id == "simple_review"

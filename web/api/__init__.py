@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1 (flask-smorest; OpenAPI at /api/v1/openapi.json, docs at /api/docs)."""
+"""The JSON API under /api/v1 (flask-smorest); OpenAPI at /api/v1/openapi.json."""
 
 from __future__ import annotations
 

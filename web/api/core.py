@@ -19,9 +19,11 @@ auth_bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Au
 org_bp = Blueprint("org", __name__, url_prefix="/api/v1", description="Units and users")
 task_bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks", description="Human tasks")
 case_bp = Blueprint("cases", __name__, url_prefix="/api/v1/cases", description="Cases of any type")
-def_bp = Blueprint("definitions", __name__, url_prefix="/api/v1/process-definitions", description="BPMN")
+def_bp = Blueprint(
+    "definitions", __name__, url_prefix="/api/v1/process-definitions", description="BPMN"
+)
 BLUEPRINTS = [auth_bp, org_bp, task_bp, case_bp, def_bp]
-SECURE = [{"bearer": []}]
+SECURE: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 @auth_bp.route("/token", methods=["POST"])
@@ -61,7 +63,9 @@ class Units(MethodView):
         """Units in the caller's scope (all for admins), in tree order."""
         svc = services()
         with svc.uow() as uow:
-            units = orgs.list_units(uow, current_actor(), kind=args.get("kind"), parent_id=args.get("parent_id"))
+            units = orgs.list_units(
+                uow, current_actor(), kind=args.get("kind"), parent_id=args.get("parent_id")
+            )
             return {"items": [orgs.unit_view(u) for u in units], "total": len(units)}
 
     @org_bp.arguments(s.UnitIn)

@@ -145,7 +145,9 @@ class TaskArgs(PageArgs):
     case_id = fields.Integer()
     overdue = fields.Boolean(allow_none=True)
     due_before = fields.AwareDateTime(default_timezone=None)
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "completed", "cancelled", "all"]))
+    status = fields.String(
+        load_default="open", validate=validate.OneOf(["open", "completed", "cancelled", "all"])
+    )
     case_type = fields.String(validate=validate.Length(max=50))
     unit_id = fields.Integer()
 

@@ -29,12 +29,21 @@ def login() -> Any:
         svc = services()
         try:
             with svc.uow() as uow:
-                user = authenticate(uow, request.form.get("username", ""), request.form.get("password", ""), svc.clock.now())
+                user = authenticate(
+                    uow,
+                    request.form.get("username", ""),
+                    request.form.get("password", ""),
+                    svc.clock.now(),
+                )
                 actor = load_actor(uow.session, user.id)
                 generation = user.token_generation
                 uow.commit()
         except AuthenticationError as exc:
-            error = _("Invalid username or password.") if "locked" not in exc.message else _("Account temporarily locked.")
+            error = (
+                _("Invalid username or password.")
+                if "locked" not in exc.message
+                else _("Account temporarily locked.")
+            )
         else:
             session.clear()
             session["gen"] = generation

@@ -38,7 +38,11 @@ def inbox() -> Any:
     for item in result["items"]:
         due = item["due_at"]
         item["badge"] = (
-            "red" if item["overdue"] else "yellow" if due is not None and (due - now).days < warn else None
+            "red"
+            if item["overdue"]
+            else "yellow"
+            if due is not None and (due - now).days < warn
+            else None
         )
     return render_template("inbox.html", result=result, scope=scope, overdue=overdue)
 
@@ -75,7 +79,9 @@ def task_page(task_id: int) -> Any:
             flash(exc.message, "error")
     with svc.uow() as uow:
         view = task_service.get_task(svc, uow, actor, task_id, svc.clock.now())
-    return render_template("task.html", task=view, errors=errors, values=values), (422 if errors else 200)
+    return render_template("task.html", task=view, errors=errors, values=values), (
+        422 if errors else 200
+    )
 
 
 def _form_data(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:

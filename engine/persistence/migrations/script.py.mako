@@ -7,7 +7,7 @@ Create Date: ${create_date}
 
 from alembic import op
 import sqlalchemy as sa
-import engine.persistence.models
+import engine.persistence.models.core
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -7,7 +7,7 @@ Create Date: 2026-11-26 15:44:34.894298
 
 from alembic import op
 import sqlalchemy as sa
-import engine.persistence.models
+import engine.persistence.models.core
 
 
 revision = '0001'
@@ -32,7 +32,7 @@ def upgrade() -> None:
     )
     op.create_table('calendar_years',
     sa.Column('year', sa.Integer(), nullable=False),
-    sa.Column('loaded_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('loaded_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.Column('source', sa.String(length=255), nullable=False),
     sa.PrimaryKeyConstraint('year', name=op.f('pk_calendar_years'))
     )
@@ -45,14 +45,14 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('job', sa.String(length=60), nullable=False),
     sa.Column('period', sa.String(length=40), nullable=False),
-    sa.Column('ran_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ran_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_job_runs')),
     sa.UniqueConstraint('job', 'period', name=op.f('uq_job_runs_job_period'))
     )
     op.create_table('settings',
     sa.Column('key', sa.String(length=80), nullable=False),
     sa.Column('value', sa.JSON(), nullable=False),
-    sa.Column('updated_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_settings'))
     )
     op.create_table('units',
@@ -82,8 +82,8 @@ def upgrade() -> None:
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('token_generation', sa.Integer(), nullable=False),
     sa.Column('failed_logins', sa.Integer(), nullable=False),
-    sa.Column('locked_until', engine.persistence.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('locked_until', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))
     )
@@ -95,7 +95,7 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('filename', sa.String(length=255), nullable=False),
     sa.Column('xml', sa.Text(), nullable=False),
-    sa.Column('deployed_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deployed_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.Column('deployed_by_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['deployed_by_id'], ['users.id'], name=op.f('fk_process_definitions_deployed_by_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_process_definitions')),
@@ -134,9 +134,9 @@ def upgrade() -> None:
     sa.Column('audit_hash', sa.String(length=64), nullable=False),
     sa.Column('parent_case_id', sa.Integer(), nullable=True),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('closed_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_cases_created_by_id_users')),
     sa.ForeignKeyConstraint(['definition_id'], ['process_definitions.id'], name=op.f('fk_cases_definition_id_process_definitions')),
     sa.ForeignKeyConstraint(['parent_case_id'], ['cases.id'], name=op.f('fk_cases_parent_case_id_cases')),
@@ -155,7 +155,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('stream', sa.String(length=40), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
-    sa.Column('at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor_id', sa.Integer(), nullable=True),
     sa.Column('case_id', sa.Integer(), nullable=True),
     sa.Column('action', sa.String(length=60), nullable=False),
@@ -201,11 +201,11 @@ def upgrade() -> None:
     sa.Column('case_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_attempt_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('created_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('sent_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('read_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('read_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_outbox_case_id_cases')),
     sa.ForeignKeyConstraint(['recipient_user_id'], ['users.id'], name=op.f('fk_outbox_recipient_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
@@ -225,9 +225,9 @@ def upgrade() -> None:
     sa.Column('unit_id', sa.Integer(), nullable=True),
     sa.Column('assignee_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('due_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('completed_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
     sa.Column('completed_by_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], name=op.f('fk_tasks_assignee_id_users')),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_tasks_case_id_cases')),
@@ -243,7 +243,7 @@ def upgrade() -> None:
 
     op.create_table('timers',
     sa.Column('case_id', sa.Integer(), nullable=False),
-    sa.Column('fire_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('fire_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_timers_case_id_cases')),
     sa.PrimaryKeyConstraint('case_id', name=op.f('pk_timers'))
     )
@@ -256,7 +256,7 @@ def upgrade() -> None:
     sa.Column('case_id', sa.Integer(), nullable=False),
     sa.Column('level', sa.String(length=10), nullable=False),
     sa.Column('due_on', sa.Date(), nullable=False),
-    sa.Column('raised_at', engine.persistence.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('raised_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_deadline_warnings_case_id_cases')),
     sa.ForeignKeyConstraint(['deadline_id'], ['deadlines.id'], name=op.f('fk_deadline_warnings_deadline_id_deadlines')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deadline_warnings')),

@@ -59,7 +59,7 @@ class Base(DeclarativeBase):
     """Declarative base with constraint naming for Alembic."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), date: Date(), dict[str, Any]: JSON()}
+    type_annotation_map = {datetime: UTCDateTime(), date: Date(), dict[str, Any]: JSON()}  # noqa: RUF012
 
 
 class Unit(Base):
