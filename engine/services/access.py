@@ -87,7 +87,7 @@ def load_actor(session: Session, user_id: int) -> Actor:
 
 
 def unit_scope(
-    actor: Actor, unit_column: ColumnElement[int] | object, roles: Iterable[str] | None = None
+    actor: Actor, unit_column: Any, roles: Iterable[str] | None = None
 ) -> ColumnElement[bool]:
     """SQL condition: the unit in `unit_column` lies under a unit where the actor holds a role."""
     if actor is SYSTEM:
