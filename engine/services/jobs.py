@@ -26,7 +26,14 @@ def _fire_timers(services: Services, now: datetime) -> int:
     return fire_due_timers(services, now)
 
 
-JOBS: list[Job] = [Job("fire_due_timers", _fire_timers)]
+def _warnings(services: Services, now: datetime) -> int:
+    from engine.services.deadlines import raise_warnings
+
+    return raise_warnings(services, now)
+
+
+# Order matters within one tick: timers first (they may meet deadlines), then warnings.
+JOBS: list[Job] = [Job("fire_due_timers", _fire_timers), Job("raise_deadline_warnings", _warnings)]
 
 
 def register_job(job: Job) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+
 from flask import Flask
 from flask_smorest import Api
+
+# One module per capability, each exposing BLUEPRINTS.
+MODULES = ["web.api.core", "web.api.admin"]
 
 
 def init_api(app: Flask) -> Api:
     """Register every API blueprint."""
-    from web.api import core
-
     api = Api(app, spec_kwargs={"info": {"description": "Fengqiao petitions and disputes API"}})
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for bp in core.BLUEPRINTS:
-        api.register_blueprint(bp)
+    for name in MODULES:
+        for bp in importlib.import_module(name).BLUEPRINTS:
+            api.register_blueprint(bp)
     return api

@@ -1,0 +1,61 @@
+"""The working-day calendar: chinesecalendar plus the schedules and overrides admins load."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.domain.calendar import (
+    HolidaySchedule,
+    ScheduleError,
+    WorkingCalendar,
+    parse_holiday_schedule,
+)
+from engine.errors import ValidationError
+from engine.persistence.db import UnitOfWork
+from engine.persistence.models import CalendarDay, CalendarYear
+from engine.services.access import Actor, require_admin
+from engine.services.audit import record_event
+
+
+def load_calendar(uow: UnitOfWork) -> WorkingCalendar:
+    """The calendar with every admin override and loaded year."""
+    overrides = {d.day: d.is_working for d in uow.session.scalars(select(CalendarDay))}
+    years = list(uow.session.scalars(select(CalendarYear.year)))
+    return WorkingCalendar(overrides, extra_years=years)
+
+
+def import_schedule(
+    uow: UnitOfWork, actor: Actor, text: str, *, source: str, now: datetime
+) -> dict[str, Any]:
+    """Load a year's official holiday schedule (JSON); it replaces that year's earlier overrides."""
+    require_admin(actor)
+    try:
+        schedule: HolidaySchedule = parse_holiday_schedule(text)
+    except ScheduleError as exc:
+        raise ValidationError(str(exc), {"file": [str(exc)]}) from exc
+    for old in list(uow.session.scalars(select(CalendarDay))):
+        if old.day.year == schedule.year:
+            uow.session.delete(old)
+    uow.session.flush()
+    for day, working in sorted(schedule.overrides.items()):
+        uow.session.add(CalendarDay(day=day, is_working=working, note=schedule.names.get(day, "")))
+    year = uow.session.get(CalendarYear, schedule.year)
+    if year is None:
+        uow.session.add(CalendarYear(year=schedule.year, loaded_at=now, source=source[:255]))
+    else:
+        year.loaded_at, year.source = now, source[:255]
+    record_event(
+        uow,
+        "calendar.imported",
+        actor_id=actor.user_id,
+        at=now,
+        detail={"year": schedule.year, "days": len(schedule.overrides), "source": source},
+    )
+    return {
+        "year": schedule.year,
+        "holidays": len(schedule.holidays),
+        "workdays": len(schedule.workdays),
+    }

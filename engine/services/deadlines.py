@@ -1,0 +1,240 @@
+"""Deadlines on cases of every type, and the yellow/red warnings the scheduler raises for them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from engine.bootstrap import Services
+from engine.domain.calendar import DueDate
+from engine.domain.deadlines import deadline_state
+from engine.persistence.db import UnitOfWork
+from engine.persistence.models import Case, Deadline, DeadlineWarning, Task, Unit, User
+from engine.services.access import SYSTEM
+from engine.services.case_types import HookContext
+from engine.services.notify import enqueue, users_with_role
+from engine.services.settings import get_setting
+
+
+def set_deadline(
+    uow: UnitOfWork, case: Case, kind: str, due: DueDate, *, source: str, unit_id: int | None = None
+) -> Deadline:
+    """Create or move a case's deadline of a kind (e.g. after an approved extension)."""
+    row = uow.session.scalars(
+        select(Deadline).where(Deadline.case_id == case.id, Deadline.kind == kind)
+    ).first()
+    if row is None:
+        row = Deadline(case_id=case.id, kind=kind, state="pending", met_on=None)
+        uow.session.add(row)
+    row.due_on = due.due_on
+    row.calendar_unverified = due.calendar_unverified
+    row.source = source
+    row.unit_id = unit_id if unit_id is not None else case.unit_id
+    if row.met_on is None:
+        row.state = "pending"
+    return row
+
+
+def meet_deadline(uow: UnitOfWork, case: Case, kind: str, met_on: date) -> Deadline | None:
+    """Record that a deadline's act happened on a business date: met if on time, else missed."""
+    row = uow.session.scalars(
+        select(Deadline).where(Deadline.case_id == case.id, Deadline.kind == kind)
+    ).first()
+    if row is None:
+        return None
+    row.met_on = met_on
+    row.state = "met" if met_on <= row.due_on else "missed"
+    return row
+
+
+def drop_deadline(uow: UnitOfWork, case: Case, kind: str) -> None:
+    """Remove a deadline that no longer applies (e.g. the acceptance path was not taken)."""
+    row = uow.session.scalars(
+        select(Deadline).where(Deadline.case_id == case.id, Deadline.kind == kind)
+    ).first()
+    if row is not None and row.met_on is None:
+        uow.session.delete(row)
+
+
+def deadlines_of(uow: UnitOfWork, case_id: int) -> dict[str, Deadline]:
+    """A case's deadlines by kind."""
+    return {
+        d.kind: d for d in uow.session.scalars(select(Deadline).where(Deadline.case_id == case_id))
+    }
+
+
+def refresh_state(row: Deadline, today: date) -> str:
+    """The state a deadline shows today (pending, met or missed)."""
+    return deadline_state(row.due_on, row.met_on, today).value
+
+
+def _claim_warning(uow: UnitOfWork, deadline: Deadline, level: str, now: datetime) -> bool:
+    """Insert the (deadline, level, due date) warning row; False if another run already did."""
+    insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    result = uow.session.execute(
+        insert(DeadlineWarning)
+        .values(
+            deadline_id=deadline.id,
+            case_id=deadline.case_id,
+            level=level,
+            due_on=deadline.due_on,
+            raised_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(DeadlineWarning.id)
+    )
+    return result.first() is not None
+
+
+def _recipients(uow: UnitOfWork, case: Case, *, red: bool) -> list[User]:
+    """Who hears of a deadline: the people on the case's open tasks; for red also supervisors."""
+    users: dict[int, User] = {}
+    for task in uow.session.scalars(
+        select(Task).where(Task.case_id == case.id, Task.status == "open")
+    ):
+        if task.assignee_id is not None:
+            user = uow.session.get(User, task.assignee_id)
+            if user is not None:
+                users[user.id] = user
+        elif task.role and task.unit_id is not None:
+            users.update({u.id: u for u in users_with_role(uow, task.role, task.unit_id)})
+    if red:
+        users.update({u.id: u for u in users_with_role(uow, "supervisor", case.unit_id)})
+    return list(users.values())
+
+
+def raise_warnings(services: Services, now: datetime | None = None, *, batch: int = 500) -> int:
+    """Yellow `warning_days` before a pending deadline, red once missed; each exactly once."""
+    now = now or services.clock.now()
+    today = _local(now)
+    raised = 0
+    with services.uow() as uow:
+        warning_days = int(get_setting(uow, "warning_days"))
+    horizon = today + timedelta(days=warning_days)
+    last_id = 0
+    while True:
+        with services.uow() as uow:
+            already = exists().where(
+                DeadlineWarning.deadline_id == Deadline.id,
+                DeadlineWarning.due_on == Deadline.due_on,
+                DeadlineWarning.level == "red",
+            )
+            yellow_done = exists().where(
+                DeadlineWarning.deadline_id == Deadline.id,
+                DeadlineWarning.due_on == Deadline.due_on,
+                DeadlineWarning.level == "yellow",
+            )
+            rows = uow.session.scalars(
+                select(Deadline)
+                .where(
+                    Deadline.state == "pending",
+                    Deadline.due_on <= horizon,
+                    Deadline.id > last_id,
+                    ~already,
+                    ~and_(Deadline.due_on >= today, yellow_done),
+                )
+                .order_by(Deadline.id)
+                .limit(batch)
+            ).all()
+            if not rows:
+                uow.commit()
+                return raised
+            for deadline in rows:
+                last_id = deadline.id
+                level = "red" if deadline.due_on < today else "yellow"
+                if not _claim_warning(uow, deadline, level, now):
+                    continue
+                case = uow.session.get(Case, deadline.case_id)
+                if case is None:
+                    continue
+                if level == "red":
+                    deadline.state = "missed"
+                _notify(services, uow, case, deadline, level, today, now)
+                if level == "red":
+                    hooks: Any = services.case_types.get(case.case_type).hooks
+                    on_missed = getattr(hooks, "on_deadline_missed", None)
+                    if on_missed is not None:
+                        on_missed(HookContext(services, uow, SYSTEM, now), case, deadline)
+                raised += 1
+            uow.commit()
+
+
+def _local(now: datetime) -> date:
+    from engine.clock import LOCAL_TZ
+
+    return now.astimezone(LOCAL_TZ).date()
+
+
+def _notify(
+    services: Services,
+    uow: UnitOfWork,
+    case: Case,
+    deadline: Deadline,
+    level: str,
+    today: date,
+    now: datetime,
+) -> None:
+    from engine.domain.deadlines import ALL_RULES
+
+    rule = ALL_RULES.get(deadline.kind)
+    base = services.settings.base_url.rstrip("/")
+    for user in _recipients(uow, case, red=level == "red"):
+        label = rule.label(user.language[:2]) if rule else deadline.kind
+        params: dict[str, Any] = {
+            "case_no": case.case_no,
+            "deadline_label": label,
+            "due_on": deadline.due_on.isoformat(),
+            "url": f"{base}/cases/{case.id}",
+        }
+        if level == "red":
+            params["days_over"] = (today - deadline.due_on).days
+        else:
+            params["days_left"] = (deadline.due_on - today).days
+        enqueue(
+            uow,
+            key=f"warning:{level}:{deadline.id}:{deadline.due_on.isoformat()}:{user.id}",
+            template=f"warning_{level}",
+            params=params,
+            user=user,
+            case_id=case.id,
+            now=now,
+        )
+
+
+def open_deadlines_board(
+    uow: UnitOfWork, actor: Any, today: date, *, limit: int = 500
+) -> list[dict[str, Any]]:
+    """All pending deadlines in scope, earliest first, with their unit (the 督办 board)."""
+    from engine.services.access import unit_scope
+
+    rows = uow.session.execute(
+        select(Deadline, Case.case_no, Case.title, Case.case_type, Unit.name)
+        .join(Case, Case.id == Deadline.case_id)
+        .outerjoin(Unit, Unit.id == Deadline.unit_id)
+        .where(
+            Deadline.state.in_(["pending", "missed"]),
+            Deadline.met_on.is_(None),
+            unit_scope(actor, Case.unit_id),
+        )
+        .order_by(Deadline.due_on, Deadline.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "case_id": d.case_id,
+            "case_no": case_no,
+            "title": title,
+            "case_type": case_type,
+            "unit_id": d.unit_id,
+            "unit_name": unit_name,
+            "kind": d.kind,
+            "due_on": d.due_on,
+            "state": d.state,
+            "days_left": (d.due_on - today).days,
+        }
+        for d, case_no, title, case_type, unit_name in rows
+    ]

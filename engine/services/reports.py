@@ -1,0 +1,99 @@
+"""KPI figures for a period and unit: one code path for dashboard, API and annual report.
+
+Each capability registers a section that computes its figures with SQL aggregation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.domain.kpi import KPI_DEFINITIONS, Ratio
+from engine.errors import NotFoundError, ValidationError
+from engine.persistence.db import UnitOfWork
+from engine.persistence.models import Unit
+from engine.services.access import Actor
+
+
+@dataclass(frozen=True)
+class Period:
+    """A closed range of business dates and the unit (with its sub-units) it covers."""
+
+    date_from: date
+    date_to: date
+    unit_id: int
+    unit_path: str
+
+
+Figure = Ratio | int | None
+Section = Callable[[UnitOfWork, Period], dict[str, Figure]]
+SECTIONS: list[tuple[str, Section]] = []
+
+
+def register_section(name: str, section: Section) -> None:
+    """Add a capability's KPI section (petitions, screening, key persons)."""
+    if all(n != name for n, _ in SECTIONS):
+        SECTIONS.append((name, section))
+
+
+def resolve_period(
+    uow: UnitOfWork, actor: Actor, date_from: date, date_to: date, unit_id: int | None
+) -> Period:
+    """Check the range and that the unit lies in the caller's scope (404 otherwise)."""
+    if date_to < date_from:
+        raise ValidationError("invalid period", {"to": ["Must not be before 'from'."]})
+    if unit_id is None:
+        paths = actor.paths()
+        if paths is None:
+            unit = uow.session.scalars(
+                select(Unit).where(Unit.parent_id.is_(None)).order_by(Unit.id)
+            ).first()
+        else:
+            unit = uow.session.scalars(
+                select(Unit).where(Unit.path.in_(paths)).order_by(Unit.path)
+            ).first()
+    else:
+        unit = uow.session.get(Unit, unit_id)
+    if unit is None or not actor.covers(unit.path):
+        raise NotFoundError("unit not found")
+    return Period(date_from, date_to, unit.id, unit.path)
+
+
+def figure_view(key: str, figure: Figure, lang: str = "zh") -> dict[str, Any]:
+    """A figure with its numerator, denominator and one-line definition."""
+    definition = KPI_DEFINITIONS.get(key)
+    view: dict[str, Any] = {"key": key}
+    if definition is not None:
+        view.update(
+            label=definition.label_en if lang == "en" else definition.label_zh,
+            definition_zh=definition.definition_zh,
+            definition_en=definition.definition_en,
+        )
+    if isinstance(figure, Ratio):
+        view.update(figure.as_dict())
+        view["display"] = figure.percent()
+    else:
+        view.update(
+            numerator=None,
+            denominator=None,
+            value=figure,
+            display="—" if figure is None else str(figure),
+        )
+    return view
+
+
+def kpi_report(uow: UnitOfWork, period: Period, lang: str = "zh") -> dict[str, Any]:
+    """Every registered section's figures for the period."""
+    kpis: dict[str, Any] = {}
+    for _name, section in SECTIONS:
+        for key, figure in section(uow, period).items():
+            kpis[key] = figure_view(key, figure, lang)
+    return {
+        "from": period.date_from,
+        "to": period.date_to,
+        "unit_id": period.unit_id,
+        "kpis": kpis,
+    }
