@@ -132,7 +132,7 @@ def set_settings(
             spec.kind == "int" and isinstance(value, bool)
         ):
             errors[key] = [f"Must be of type {spec.kind}."]
-        elif spec.kind == "int" and not 0 <= int(value) <= 366:
+        elif spec.kind == "int" and not 0 <= int(str(value)) <= 366:
             errors[key] = ["Must be between 0 and 366."]
     if errors:
         raise ValidationError("invalid settings", errors)
