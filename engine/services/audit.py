@@ -46,6 +46,7 @@ def record_case_event(
 ) -> AuditEvent:
     """Append an event to a case's chain; the case row (and its version) carries the head."""
     detail = _jsonable(detail or {})
+    actor_id = actor_id or None
     seq = case.audit_seq + 1
     digest = _digest(case.audit_hash, f"case:{case.id}", seq, at, actor_id, action, detail)
     event = AuditEvent(
@@ -75,6 +76,7 @@ def record_event(
 ) -> AuditEvent:
     """Append an event that belongs to no case (logins, organisation and user changes)."""
     detail = _jsonable(detail or {})
+    actor_id = actor_id or None
     session = uow.session
     stmt = select(AuditHead).where(AuditHead.stream == SYSTEM_STREAM)
     if uow.dialect == "postgresql":

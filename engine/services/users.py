@@ -130,7 +130,11 @@ def update_user(
         if key in changes:
             setattr(user, key, changes[key])
     if "roles" in changes:
-        user.roles = _roles(uow, changes["roles"])
+        wanted = {(r.role, r.unit_id): r for r in _roles(uow, changes["roles"])}
+        # Keep unchanged grants: replacing them would insert before deleting and hit the unique key.
+        user.roles = [r for r in user.roles if (r.role, r.unit_id) in wanted] + [
+            r for key, r in wanted.items() if key not in {(x.role, x.unit_id) for x in user.roles}
+        ]
     if changes.get("password"):
         set_password(uow, user, changes["password"], actor=actor, now=now)
     record_event(

@@ -1,0 +1,152 @@
+"""Engine ratio (issue 2, issue 10 §1): one task completion through the HTTP API on SQLite,
+against the raw SpiffWorkflow cycle (deserialize + complete + serialize, in memory)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lxml import etree
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.camunda.parser import CamundaParser
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.util.task import TaskState
+
+from bench.common import report, summary, timed
+
+CHAIN = Path(__file__).resolve().parent / "fixtures" / "bench_chain.bpmn"
+STEPS = 4
+
+
+def form(step: int) -> dict[str, str]:
+    return {f"note{step}": "已核实，按程序办理", f"done_on{step}": "2026-03-02"}
+
+
+def raw_cycle_ms(runs: int) -> dict[str, float]:
+    """Median of deserialize + fill form + run + engine steps + serialize, over each step's state."""
+    parser = CamundaParser()
+    parser.add_bpmn_xml(etree.fromstring(CHAIN.read_bytes()), str(CHAIN))
+    spec = parser.get_spec("bench_chain")
+    subs = parser.get_subprocess_specs("bench_chain")
+    ser = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+    wf = BpmnWorkflow(spec, subs)
+    wf.do_engine_steps()
+    states = []
+    for step in range(1, STEPS + 1):
+        states.append(ser.serialize_json(wf))
+        task = wf.get_tasks(state=TaskState.READY, manual=True)[0]
+        task.data.update(form(step))
+        task.run()
+        wf.do_engine_steps()
+    samples: list[float] = []
+    for step, state in enumerate(states, start=1):
+
+        def cycle(state: str = state, step: int = step) -> None:
+            w = ser.deserialize_json(state)
+            t = w.get_tasks(state=TaskState.READY, manual=True)[0]
+            t.data.update(form(step))
+            t.run()
+            w.do_engine_steps()
+            ser.serialize_json(w)
+
+        samples += timed(cycle, runs // STEPS)
+    return summary(samples)
+
+
+def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, int]]:
+    """POST /api/v1/tasks/{id}/complete through the WSGI app in process, on a SQLite file."""
+    from engine.bootstrap import build_services
+    from engine.clock import SettableClock
+    from engine.config import Settings
+    from engine.persistence.migrate import upgrade
+    from engine.persistence.models import Unit
+    from engine.services import demo
+    from engine.services.access import SYSTEM
+    from engine.services.cases import start_case
+    from sqlalchemy import event, select
+    from web.app import create_app
+
+    folder = Path(tempfile.mkdtemp(prefix="fq-bench-"))
+    settings = Settings.from_env(
+        {}, instance_dir=str(folder), database_url=f"sqlite:///{folder / 'bench.db'}", log_level="WARNING"
+    )
+    clock = SettableClock(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
+    services = build_services(settings, clock, deploy=False)
+    upgrade(services.engine)
+    services.definitions.deploy_folder(services, settings.workflows_dir)
+    demo.seed(services, with_cases=False)
+    with services.uow() as uow:
+        services.definitions.deploy(uow, CHAIN.read_bytes(), filename=CHAIN.name, at=clock.now())
+        street = uow.session.scalar(select(Unit.id).where(Unit.code == "S01"))
+        for i in range(cases):
+            start_case(
+                services, uow, SYSTEM, services.case_types.get("bench_chain"),
+                unit_id=street, data={}, title=f"bench {i}", now=clock.now(),
+            )
+        uow.commit()
+    app = create_app(services=services)
+    client = app.test_client()
+    token = client.post("/api/v1/auth/token", json={"username": "handler", "password": "demo1234"}).get_json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    statements = {"count": 0}
+
+    @event.listens_for(services.engine, "before_cursor_execute")
+    def _count(*_args: object) -> None:
+        statements["count"] += 1
+
+    samples: list[float] = []
+    completions = 0
+    for step in range(1, STEPS + 1):
+        listing = client.get(f"/api/v1/tasks?per_page=200&page=1", headers=headers).get_json()
+        ids = [t["id"] for t in listing["items"]]
+        page = 2
+        while len(ids) < listing["total"]:
+            more = client.get(f"/api/v1/tasks?per_page=200&page={page}", headers=headers).get_json()
+            ids += [t["id"] for t in more["items"]]
+            page += 1
+        before = statements["count"]
+        for task_id in ids:
+            start = time.perf_counter()
+            resp = client.post(f"/api/v1/tasks/{task_id}/complete", json={"data": form(step)}, headers=headers)
+            samples.append((time.perf_counter() - start) * 1000)
+            if resp.status_code != 200:
+                raise SystemExit(f"completion failed: {resp.status_code} {resp.get_json()}")
+        completions += len(ids)
+        statements["per_completion"] = round((statements["count"] - before) / max(len(ids), 1))
+    services.engine.dispose()
+    return summary(samples[STEPS * 5 :]), {"completions": completions, "sql_per_completion": statements["per_completion"]}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Print the engine ratio table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    cases = 50 if args.quick else 200
+    raw = raw_cycle_ms(400 if args.quick else 2000)
+    full, info = full_stack_ms(cases)
+    ratio = full["median_ms"] / raw["median_ms"]
+    rows = [
+        {"measure": "raw SpiffWorkflow cycle (in memory)", **raw},
+        {"measure": "full stack: POST /tasks/{id}/complete (SQLite, WSGI in process)", **full},
+    ]
+    verdict = "met" if ratio <= 3 else "NOT met"
+    report(
+        "engine",
+        rows,
+        [
+            f"ratio full/raw (medians): {ratio:.2f}  (target <= 3: {verdict})",
+            f"completions: {info['completions']}, SQL statements per completion: {info['sql_per_completion']}",
+            f"median of raw cycles: {statistics.median([raw['median_ms']]):.3f} ms",
+        ],
+    )
+    return {"ratio": ratio}
+
+
+if __name__ == "__main__":
+    main()
