@@ -67,22 +67,33 @@ class Actor:
 SYSTEM = Actor(user_id=0, username="system", display_name="系统", language="zh-CN", grants=())
 
 
-def load_actor(session: Session, user_id: int) -> Actor:
-    """Build the actor of a user, with the paths of the units their roles are held on."""
-    user = session.get(User, user_id)
-    if user is None or not user.active:
-        raise NotFoundError("user not found")
+def load_actor(session: Session, user_id: int, *, generation: int | None = None) -> Actor:
+    """Build the actor of an active user with their grants' unit paths, in one query.
+
+    With `generation`, a user whose password changed since (token revoked) is not found."""
     rows = session.execute(
-        select(RoleAssignment.role, RoleAssignment.unit_id, Unit.path)
+        select(
+            User.username,
+            User.display_name,
+            User.language,
+            User.token_generation,
+            RoleAssignment.role,
+            RoleAssignment.unit_id,
+            Unit.path,
+        )
+        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
         .outerjoin(Unit, Unit.id == RoleAssignment.unit_id)
-        .where(RoleAssignment.user_id == user_id)
+        .where(User.id == user_id, User.active.is_(True))
     ).all()
+    if not rows or (generation is not None and rows[0].token_generation != generation):
+        raise NotFoundError("user not found")
+    first = rows[0]
     return Actor(
-        user_id=user.id,
-        username=user.username,
-        display_name=user.display_name,
-        language=user.language,
-        grants=tuple(Grant(r.role, r.unit_id, r.path) for r in rows),
+        user_id=user_id,
+        username=first.username,
+        display_name=first.display_name,
+        language=first.language,
+        grants=tuple(Grant(r.role, r.unit_id, r.path) for r in rows if r.role is not None),
     )
 
 

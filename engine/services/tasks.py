@@ -276,9 +276,19 @@ def complete_task(
             at=now,
             detail={"task_id": task.id, "task": task.bpmn_id, "name": task.name, "data": clean},
         )
-        apply_snapshot(ctx, case, case_type, snapshot)
+        created = apply_snapshot(ctx, case, case_type, snapshot)
         case_type.hooks.after_complete(ctx, case, task, clean, snapshot)
         uow.commit()
+        if len(created) == len(snapshot.tasks):
+            open_now = created  # the usual case: every open task was just created
+        else:
+            open_now = list(
+                uow.session.scalars(
+                    select(Task)
+                    .where(Task.case_id == case.id, Task.status == "open")
+                    .order_by(Task.id)
+                )
+            )
         return {
             "task": task_summary(task),
             "case": {
@@ -287,12 +297,5 @@ def complete_task(
                 "status": case.status,
                 "version": case.version,
             },
-            "next_tasks": [
-                task_summary(t)
-                for t in uow.session.scalars(
-                    select(Task)
-                    .where(Task.case_id == case.id, Task.status == "open")
-                    .order_by(Task.id)
-                )
-            ],
+            "next_tasks": [task_summary(t) for t in open_now],
         }

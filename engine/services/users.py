@@ -206,10 +206,12 @@ def actor_from_token(services: Services, uow: UnitOfWork, token: str) -> Actor:
         raise AuthenticationError("token expired") from exc
     except BadSignature as exc:
         raise AuthenticationError("invalid token") from exc
-    user = uow.session.get(User, int(payload.get("u", 0)))
-    if user is None or not user.active or user.token_generation != payload.get("g"):
-        raise AuthenticationError("token revoked")
-    return load_actor(uow.session, user.id)
+    try:
+        return load_actor(
+            uow.session, int(payload.get("u", 0)), generation=int(payload.get("g", -1))
+        )
+    except NotFoundError as exc:
+        raise AuthenticationError("token revoked") from exc
 
 
 def list_users(
