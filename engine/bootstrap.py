@@ -56,6 +56,9 @@ def build_services(
         definitions=DefinitionRegistry(),
         case_types=build_case_types(),
     )
+    from engine.services.case_type_data import attach_data_case_types
+
+    attach_data_case_types(services)  # case types deployed as data (issue 11)
     if deploy:
         services.definitions.deploy_folder(services, settings.workflows_dir)
     return services

@@ -57,6 +57,37 @@ class Settings:
     secure_cookies: bool = False
     # FENGQIAO_LOG_LEVEL: logging level name.
     log_level: str = "INFO"
+    # FENGQIAO_PII_KEY: base64 of a 32-byte key encrypting petitioners' ID and phone numbers
+    # (AES-GCM) and keying their lookup hashes; unset derives one from the secret key (HKDF).
+    pii_key: str = ""
+    # FENGQIAO_SMTP_HOST: mail server for e-mail notifications; unset means no e-mail channel.
+    smtp_host: str = ""
+    # FENGQIAO_SMTP_PORT: mail server port; 0 picks the usual one (25 / 587 STARTTLS / 465 SSL).
+    smtp_port: int = 0
+    # FENGQIAO_SMTP_SECURITY: none, starttls (default) or ssl.
+    smtp_security: str = "starttls"
+    # FENGQIAO_SMTP_USERNAME: SMTP login; unset sends without authenticating.
+    smtp_username: str = ""
+    # FENGQIAO_SMTP_PASSWORD: SMTP password.
+    smtp_password: str = ""
+    # FENGQIAO_MAIL_FROM: sender address of notification mails, e.g. "枫桥 <noreply@example.cn>".
+    mail_from: str = ""
+    # FENGQIAO_WEBHOOK_URL: generic webhook receiving signed JSON events; unset means none.
+    webhook_url: str = ""
+    # FENGQIAO_WEBHOOK_SECRET: HMAC-SHA256 key signing webhook bodies (X-Fengqiao-Signature).
+    webhook_secret: str = ""
+    # FENGQIAO_WECOM_WEBHOOK_URL: WeCom (企业微信) group robot URL including its key.
+    wecom_webhook_url: str = ""
+    # FENGQIAO_DINGTALK_WEBHOOK_URL: DingTalk (钉钉) group robot URL including its access token.
+    dingtalk_webhook_url: str = ""
+    # FENGQIAO_DINGTALK_SECRET: DingTalk robot signing secret (加签), if the robot uses one.
+    dingtalk_secret: str = ""
+    # FENGQIAO_SMS_GATEWAY_URL: HTTP SMS gateway endpoint; unset means no SMS channel.
+    sms_gateway_url: str = ""
+    # FENGQIAO_SMS_API_KEY: bearer key for the SMS gateway.
+    sms_api_key: str = ""
+    # FENGQIAO_SMS_SENDER_ID: sender id / signature the gateway shows (e.g. 枫桥).
+    sms_sender_id: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

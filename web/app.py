@@ -14,6 +14,7 @@ from engine.bootstrap import Services, build_services
 from engine.config import Settings
 from web.auth import init_auth
 from web.errors import register_error_handlers
+from web.security import init_security
 
 LANGUAGES = ("zh_Hans_CN", "en")
 
@@ -64,6 +65,7 @@ def create_app(
     Babel(app, locale_selector=_select_locale, default_timezone="Asia/Shanghai")
     app.jinja_env.globals["get_locale"] = get_locale
     init_auth(app)
+    init_security(app, services)
     from web.api import init_api
 
     init_api(app)

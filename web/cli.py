@@ -126,6 +126,39 @@ def user_create(
 
 
 @main.group()
+def calendar() -> None:
+    """The working-day calendar (State Council holiday schedules)."""
+
+
+@calendar.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def calendar_import(file: str) -> None:
+    """Load a year's holiday schedule from a JSON file (year, holidays, workdays)."""
+    from pathlib import Path
+
+    from engine.errors import FengqiaoError
+    from engine.services.calendar import import_schedule
+
+    services = _services(deploy=False)
+    try:
+        with services.uow() as uow:
+            result = import_schedule(
+                uow,
+                ADMIN,
+                Path(file).read_text(encoding="utf-8"),
+                source=Path(file).name,
+                now=services.clock.now(),
+            )
+            uow.commit()
+    except FengqiaoError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"loaded {result['year']}: {result['holidays']} holidays, "
+        f"{result['workdays']} adjusted working days"
+    )
+
+
+@main.group()
 def definitions() -> None:
     """Process definitions."""
 
@@ -217,3 +250,35 @@ def audit_verify() -> None:
     for b in broken:
         click.echo(f"BROKEN {b.stream} at seq {b.seq}: {b.reason}")
     sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def backup(file: str) -> None:
+    """Copy the whole database to FILE (SQLite online backup; pg_dump custom format)."""
+    from engine.persistence.backup import BackupError, backup_database
+
+    services = _services(deploy=False)
+    try:
+        path = backup_database(services.engine, file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backup written: {path} ({path.stat().st_size} bytes)")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore(file: str, yes: bool) -> None:
+    """Replace the whole database with a backup FILE (stop the server and scheduler first)."""
+    from engine.persistence.backup import BackupError, restore_database
+
+    services = _services(deploy=False)
+    where = services.engine.url.render_as_string(hide_password=True)
+    if not yes:
+        click.confirm(f"Replace every table of {where} with {file}?", abort=True)
+    try:
+        restore_database(services.engine, file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"database restored from {file}: {where}")

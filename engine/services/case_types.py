@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,6 +81,12 @@ class CaseTypeRegistry:
 
     def __init__(self) -> None:
         self._types: dict[str, CaseType] = {}
+        # Consulted for names no code registered: case types deployed as data (issue 11).
+        self._resolvers: list[Callable[[str], CaseType | None]] = []
+
+    def add_resolver(self, resolver: Callable[[str], CaseType | None]) -> None:
+        """Also look case types up in `resolver` (e.g. the deployed case-type data)."""
+        self._resolvers.append(resolver)
 
     def register(self, case_type: CaseType) -> None:
         """Add or replace a case type."""
@@ -91,6 +97,10 @@ class CaseTypeRegistry:
         found = self._types.get(name)
         if found is not None:
             return found
+        for resolver in self._resolvers:
+            resolved = resolver(name)
+            if resolved is not None:
+                return resolved
         return CaseType(name=name, process_id=name, prefix="AJ", label_zh=name, label_en=name)
 
     def all(self) -> list[CaseType]:
@@ -100,4 +110,12 @@ class CaseTypeRegistry:
 
 def build_case_types() -> CaseTypeRegistry:
     """The registry with every case type the engine ships."""
-    return CaseTypeRegistry()
+    from engine.services.petitions import register_case_types as register_petitions
+    from engine.services.screening import register_case_types as register_screening
+    from engine.services.stabilization import register_case_types as register_stabilization
+
+    registry = CaseTypeRegistry()
+    register_screening(registry)
+    register_petitions(registry)
+    register_stabilization(registry)
+    return registry

@@ -328,3 +328,24 @@ def list_cases(
             stmt.order_by(Case.id.desc()).limit(per_page).offset((page - 1) * per_page)
         ).all()
         return {"items": [case_view(uow, c, with_timeline=False) for c in rows], "total": total}
+
+
+def case_diagram(services: Services, actor: Actor, case_id: int) -> dict[str, Any]:
+    """The BPMN XML a case runs on, with the ids of its completed and active elements."""
+    from engine.persistence.models import ProcessDefinition
+
+    with services.uow() as uow:
+        case = get_case_row(uow, actor, case_id)
+        row = uow.session.get(ProcessDefinition, case.definition_id)
+        if row is None:
+            raise NotFoundError("process definition not found")
+        deployed = services.definitions.get(uow, case.definition_id)
+        snapshot = services.runtime.load(deployed.definition, case.state)
+        return {
+            "case_id": case.id,
+            "process_id": row.process_id,
+            "version": row.version,
+            "xml": row.xml,
+            "completed": list(snapshot.completed),
+            "active": list(snapshot.active),
+        }

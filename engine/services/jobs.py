@@ -26,14 +26,60 @@ def _fire_timers(services: Services, now: datetime) -> int:
     return fire_due_timers(services, now)
 
 
+def _petition_windows(services: Services, now: datetime) -> int:
+    from engine.services.petitions import close_lapsed_windows
+
+    return close_lapsed_windows(services, now)
+
+
 def _warnings(services: Services, now: datetime) -> int:
     from engine.services.deadlines import raise_warnings
 
     return raise_warnings(services, now)
 
 
-# Order matters within one tick: timers first (they may meet deadlines), then warnings.
-JOBS: list[Job] = [Job("fire_due_timers", _fire_timers), Job("raise_deadline_warnings", _warnings)]
+def _open_screening(services: Services, now: datetime) -> int:
+    from engine.services.screening import open_screening_rounds
+
+    return open_screening_rounds(services, now)
+
+
+def _remind_screening(services: Services, now: datetime) -> int:
+    from engine.services.screening import remind_screening
+
+    return remind_screening(services, now)
+
+
+def _stabilization(services: Services, now: datetime) -> int:
+    from engine.services.stabilization import run_stabilization_jobs
+
+    return run_stabilization_jobs(services, now)
+
+
+def _daily_digest(services: Services, now: datetime) -> int:
+    from engine.services.dispatch import send_daily_digests
+
+    return send_daily_digests(services, now)
+
+
+def _dispatch_outbox(services: Services, now: datetime) -> int:
+    from engine.services.dispatch import run_dispatch_job
+
+    return run_dispatch_job(services, now)
+
+
+# Order matters within one tick: timers first (they may meet deadlines), then warnings;
+# the outbox dispatcher sends what the jobs before it queued in the same tick.
+JOBS: list[Job] = [
+    Job("fire_due_timers", _fire_timers),
+    Job("close_petition_windows", _petition_windows),
+    Job("raise_deadline_warnings", _warnings),
+    Job("open_screening_rounds", _open_screening),
+    Job("remind_screening", _remind_screening),
+    Job("key_person_cycles", _stabilization),
+    Job("daily_digest", _daily_digest),
+    Job("dispatch_outbox", _dispatch_outbox),
+]
 
 
 def register_job(job: Job) -> None:

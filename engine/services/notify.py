@@ -1,20 +1,125 @@
-"""Writing notifications into the outbox, in the same transaction as their cause."""
+"""Writing notifications into the outbox, in the same transaction as their cause.
+
+One domain event becomes one outbox row per (recipient, channel). Callers enqueue the
+in-app message; `enqueue` fans it out to the recipient's other preferred channels with
+idempotency keys derived from the caller's key, so a re-run of the event adds nothing. The
+in-app row is the inbox entry itself (status 'sent' from the start); the other rows are
+'pending' until the dispatcher (engine/services/dispatch.py) delivers them.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from engine.clock import LOCAL_TZ
+from engine.domain.text import valid_phone
+from engine.errors import NotFoundError, ValidationError
 from engine.persistence.db import UnitOfWork
-from engine.persistence.models import Case, OutboxMessage, RoleAssignment, Task, Unit, User
+from engine.persistence.models import (
+    Case,
+    NotificationPreference,
+    OutboxMessage,
+    RoleAssignment,
+    Task,
+    Unit,
+    User,
+)
+from notifications.message import DEFAULT_LANGUAGE, PermanentError
+from notifications.templates import render
 
 if TYPE_CHECKING:
     from engine.services.case_types import HookContext
+
+# Channels a user may choose besides the in-app inbox, which is always on.
+PREFERENCE_CHANNELS: Final = ("email", "sms", "webhook", "wecom", "dingtalk")
+# E-mail is on unless the user turns it off (it only reaches users with an address); SMS
+# costs money and the group robots are shared rooms, so those are opt-in.
+DEFAULT_PREFERENCES: Final[Mapping[str, bool]] = {
+    "email": True,
+    "sms": False,
+    "webhook": False,
+    "wecom": False,
+    "dingtalk": False,
+}
+# Group robots post into one shared chat: an event goes there once, however many of the
+# chat's members asked for it (a per-recipient row would repeat it once per member).
+GROUP_CHANNELS: Final = frozenset({"wecom", "dingtalk"})
+_KEY_MAX: Final = 200  # OutboxMessage.idempotency_key length
+# Query codes avoid characters read alike on a phone screen (0/O, 1/I/L).
+_QUERY_CODE_ALPHABET: Final = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+QUERY_CODE_LENGTH: Final = 8  # 31**8 ≈ 8.5e11 codes: not guessable by trying
+
+
+def _insert(uow: UnitOfWork, values: Mapping[str, Any]) -> bool:
+    """Insert an outbox row unless its idempotency key exists; True if a row was added."""
+    insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    # RETURNING, not rowcount: an ORM-enabled INSERT may report rowcount -1 on PostgreSQL.
+    stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing()
+    return uow.session.execute(stmt.returning(OutboxMessage.id)).first() is not None
+
+
+def _snapshot(user: User) -> dict[str, Any]:
+    return {
+        "display_name": user.display_name,
+        "language": user.language,
+        "email": user.email,
+        "phone": user.phone,
+    }
+
+
+def _row(
+    *,
+    key: str,
+    channel: str,
+    user_id: int | None,
+    recipient: Mapping[str, Any],
+    template: str,
+    params: Mapping[str, Any],
+    case_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    inapp = channel == "inapp"
+    return {
+        "idempotency_key": key[:_KEY_MAX],
+        "channel": channel,
+        "recipient_user_id": user_id,
+        "recipient": dict(recipient),
+        "template": template,
+        "params": dict(params),
+        "case_id": case_id,
+        "status": "sent" if inapp else "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "sent_at": now if inapp else None,
+    }
+
+
+def derived_key(key: str, channel: str) -> str:
+    """The idempotency key of an event's copy on another channel: '<key>#<channel>'."""
+    suffix = f"#{channel}"
+    return key[: _KEY_MAX - len(suffix)] + suffix
+
+
+def group_key(channel: str, template: str, params: Mapping[str, Any], case_id: int | None) -> str:
+    """A group robot's key: the same event (template, case, params) is posted once."""
+    canonical = json.dumps(
+        {"template": template, "case_id": case_id, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
+    return f"group:{channel}:{template}:{digest}"
 
 
 def enqueue(
@@ -29,34 +134,254 @@ def enqueue(
     case_id: int | None = None,
     now: datetime,
 ) -> None:
-    """Add one outbox message; a message with the same idempotency key is never added twice."""
-    values = {
-        "idempotency_key": key[:200],
-        "channel": channel,
-        "recipient_user_id": user.id if user is not None else None,
-        "recipient": dict(recipient)
-        if recipient is not None
-        else (
-            {
-                "display_name": user.display_name,
-                "language": user.language,
-                "email": user.email,
-                "phone": user.phone,
-            }
-            if user is not None
-            else {}
+    """Add one outbox message (an in-app one also fans out to the user's preferred channels).
+
+    A message with the same idempotency key is never added twice; the fan-out happens only
+    when the in-app message is new, so re-running an event never reaches a channel the user
+    chose after the event.
+    """
+    snapshot = dict(recipient) if recipient is not None else (_snapshot(user) if user else {})
+    added = _insert(
+        uow,
+        _row(
+            key=key,
+            channel=channel,
+            user_id=user.id if user is not None else None,
+            recipient=snapshot,
+            template=template,
+            params=params,
+            case_id=case_id,
+            now=now,
         ),
-        "template": template,
-        "params": dict(params),
-        "case_id": case_id,
-        "status": "pending" if channel != "inapp" else "sent",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "sent_at": now if channel == "inapp" else None,
+    )
+    if added and channel == "inapp" and user is not None:
+        _fan_out(uow, key, template, params, user, snapshot, case_id, now)
+
+
+def _fan_out(
+    uow: UnitOfWork,
+    key: str,
+    template: str,
+    params: Mapping[str, Any],
+    user: User,
+    snapshot: Mapping[str, Any],
+    case_id: int | None,
+    now: datetime,
+) -> None:
+    """One row per further channel the user wants and can be reached on."""
+    for channel, wanted in get_preferences(uow, user).items():
+        if not wanted or not _reachable(user, channel):
+            continue
+        if channel in GROUP_CHANNELS:
+            row = _row(
+                key=group_key(channel, template, params, case_id),
+                channel=channel,
+                user_id=None,
+                recipient={"display_name": "", "language": DEFAULT_LANGUAGE},
+                template=template,
+                params=params,
+                case_id=case_id,
+                now=now,
+            )
+        else:
+            row = _row(
+                key=derived_key(key, channel),
+                channel=channel,
+                user_id=user.id,
+                recipient=snapshot,
+                template=template,
+                params=params,
+                case_id=case_id,
+                now=now,
+            )
+        _insert(uow, row)
+
+
+def _reachable(user: User, channel: str) -> bool:
+    if channel == "email":
+        return bool(user.email and user.email.strip())
+    if channel == "sms":
+        return bool(user.phone and user.phone.strip())
+    return True
+
+
+# ---------------------------------------------------------------------------- preferences
+
+
+def get_preferences(uow: UnitOfWork, user: User) -> dict[str, bool]:
+    """The user's channel choices (in-app is always on and not listed)."""
+    prefs = dict(DEFAULT_PREFERENCES)
+    rows = uow.session.scalars(
+        select(NotificationPreference).where(NotificationPreference.user_id == user.id)
+    )
+    for row in rows:
+        if row.channel in prefs:
+            prefs[row.channel] = row.enabled
+    return prefs
+
+
+def set_preferences(
+    uow: UnitOfWork, user: User, values: Mapping[str, Any], now: datetime
+) -> dict[str, bool]:
+    """Change the user's channel choices; unknown channels and unreachable ones get 422."""
+    errors: dict[str, list[str]] = {}
+    for channel, value in values.items():
+        if channel not in DEFAULT_PREFERENCES:
+            errors[channel] = ["Unknown channel."]
+        elif not isinstance(value, bool):
+            errors[channel] = ["Must be true or false."]
+        elif value and channel == "email" and not _reachable(user, "email"):
+            errors[channel] = ["No e-mail address on file."]
+        elif value and channel == "sms" and not _reachable(user, "sms"):
+            errors[channel] = ["No phone number on file."]
+    if errors:
+        raise ValidationError("invalid notification preferences", errors)
+    existing = {
+        row.channel: row
+        for row in uow.session.scalars(
+            select(NotificationPreference).where(NotificationPreference.user_id == user.id)
+        )
     }
-    insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
-    uow.session.execute(insert(OutboxMessage).values(**values).on_conflict_do_nothing())
+    for channel, value in values.items():
+        row = existing.get(channel)
+        if row is None:
+            uow.session.add(
+                NotificationPreference(
+                    user_id=user.id, channel=channel, enabled=value, updated_at=now
+                )
+            )
+        else:
+            row.enabled = value
+            row.updated_at = now
+    uow.session.flush()
+    return get_preferences(uow, user)
+
+
+# ---------------------------------------------------------------------------- in-app inbox
+
+
+def _inbox(user_id: int) -> Any:
+    return (OutboxMessage.recipient_user_id == user_id) & (OutboxMessage.channel == "inapp")
+
+
+def inbox_item(row: OutboxMessage, language: str, base_url: str | None) -> dict[str, Any]:
+    """An inbox entry rendered in the reader's language."""
+    try:
+        rendered = render(row.template, row.params, language, base_url)
+        subject, body, link = rendered.subject, rendered.body, rendered.link
+    except PermanentError:
+        subject, body, link = row.template, "", None
+    return {
+        "id": row.id,
+        "template": row.template,
+        "subject": subject,
+        "body": body,
+        "link": link,
+        "case_id": row.case_id,
+        "created_at": row.created_at,
+        "read_at": row.read_at,
+        "unread": row.read_at is None,
+    }
+
+
+def list_inbox(
+    uow: UnitOfWork,
+    user_id: int,
+    *,
+    language: str,
+    base_url: str | None,
+    unread_only: bool = False,
+    page: int = 1,
+    per_page: int = 50,
+) -> dict[str, Any]:
+    """The user's in-app notifications, newest first, paged."""
+    per_page = max(1, min(per_page, 200))
+    page = max(1, page)
+    cond = _inbox(user_id)
+    if unread_only:
+        cond = cond & OutboxMessage.read_at.is_(None)
+    total = uow.session.scalar(select(func.count()).select_from(OutboxMessage).where(cond)) or 0
+    rows = uow.session.scalars(
+        select(OutboxMessage)
+        .where(cond)
+        .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return {
+        "items": [inbox_item(r, language, base_url) for r in rows],
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+    }
+
+
+def unread_count(uow: UnitOfWork, user_id: int) -> int:
+    """How many in-app notifications the user has not read."""
+    stmt = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(_inbox(user_id), OutboxMessage.read_at.is_(None))
+    )
+    return int(uow.session.scalar(stmt) or 0)
+
+
+def mark_read(uow: UnitOfWork, user_id: int, message_id: int, now: datetime) -> OutboxMessage:
+    """Mark one of the user's notifications read (404 if it is not theirs)."""
+    row = uow.session.get(OutboxMessage, message_id)
+    if row is None or row.channel != "inapp" or row.recipient_user_id != user_id:
+        raise NotFoundError("notification not found")
+    if row.read_at is None:
+        row.read_at = now
+    return row
+
+
+def mark_all_read(uow: UnitOfWork, user_id: int, now: datetime) -> int:
+    """Mark every unread notification of the user read; returns how many changed."""
+    result = uow.session.execute(
+        update(OutboxMessage)
+        .where(_inbox(user_id), OutboxMessage.read_at.is_(None))
+        .values(read_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+# ---------------------------------------------------------------------------- petitioners
+
+
+def new_query_code() -> str:
+    """A random query code a petitioner uses to follow their case (8 unambiguous characters)."""
+    return "".join(secrets.choice(_QUERY_CODE_ALPHABET) for _ in range(QUERY_CODE_LENGTH))
+
+
+def notify_petitioner_sms(
+    uow: UnitOfWork,
+    phone: str,
+    case_no: str,
+    query_code: str,
+    evaluation_url: str,
+    now: datetime,
+) -> None:
+    """Queue the SMS telling a petitioner the reply was delivered (query code + evaluation link).
+
+    Once per case: the key is the case number, so delivering the reply again (a correction)
+    does not text the petitioner twice. SMS quiet hours hold it until morning.
+    """
+    if not valid_phone(phone):
+        raise ValidationError("invalid phone", {"phone": ["Not a valid phone number."]})
+    enqueue(
+        uow,
+        key=f"petitioner:reply_delivered:{case_no}",
+        template="reply_delivered_sms",
+        params={"case_no": case_no, "query_code": query_code, "evaluation_url": evaluation_url},
+        channel="sms",
+        recipient={"display_name": "", "language": DEFAULT_LANGUAGE, "phone": phone.strip()},
+        now=now,
+    )
+
+
+# ---------------------------------------------------------------------------- recipients
 
 
 def users_with_role(uow: UnitOfWork, role: str, unit_id: int) -> list[User]:
@@ -84,7 +409,7 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
         params = {
             "task_name": task.name,
             "case_no": case.case_no,
-            "due_on": task.due_at.date().isoformat() if task.due_at else "",
+            "due_on": task.due_at.astimezone(LOCAL_TZ).date().isoformat() if task.due_at else "",
             "url": f"{base}/tasks/{task.id}",
         }
         if task.assignee_id is not None:

@@ -11,6 +11,8 @@ from engine.workflow.errors import (
     TaskNotReadyError,
 )
 from engine.workflow.forms import FormField, form_schema, json_schema
+from engine.workflow.lint import check_expression, evaluate_condition, lint_process
+from engine.workflow.migrate import MigrationCheck, check_migration, migrate
 from engine.workflow.parser import (
     Definition,
     UserTaskSpec,
@@ -26,15 +28,21 @@ __all__ = [
     "DefinitionError",
     "FormField",
     "HumanTask",
+    "MigrationCheck",
     "Problem",
     "ScriptError",
     "Snapshot",
     "TaskNotReadyError",
     "UserTaskSpec",
     "WorkflowRuntime",
+    "check_expression",
+    "check_migration",
+    "evaluate_condition",
     "form_schema",
     "json_schema",
     "lint_definition",
+    "lint_process",
+    "migrate",
     "parse_definition",
     "parse_definitions",
 ]

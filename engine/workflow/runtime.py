@@ -423,12 +423,14 @@ class WorkflowRuntime:
             workflow.do_engine_steps()
             # Fire what is due now; loop because a fired timer can lead to another due one.
             for _ in range(100):
-                waiting = list(workflow.event_manager.tasks.values())
-                if not waiting:
-                    break
                 with firing():
                     workflow.refresh_timers()
-                if not any(t.state == TaskState.READY for t in waiting):
+                # do_engine_steps() ends with its own refresh_timers(): a timer already past
+                # becomes READY there without being run, so run on while engine work is READY.
+                if not any(
+                    t.state == TaskState.READY and not t.task_spec.manual
+                    for t in self._iter_tasks(workflow)
+                ):
                     break
                 workflow.do_engine_steps()
         except ScriptError as exc:

@@ -8,7 +8,14 @@ from flask import Flask
 from flask_smorest import Api
 
 # One module per capability, each exposing BLUEPRINTS.
-MODULES = ["web.api.core", "web.api.admin"]
+MODULES = [
+    "web.api.core",
+    "web.api.admin",
+    "web.api.definitions",
+    "web.api.notifications",
+    "web.api.screening",
+    "web.api.petitions",
+]
 
 
 def init_api(app: Flask) -> Api:

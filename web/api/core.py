@@ -1,4 +1,4 @@
-"""Foundation endpoints: auth, organisation, users, tasks, cases, process definitions."""
+"""Foundation endpoints: auth, organisation, users, tasks, cases."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engine.services import cases as case_service
-from engine.services import definitions as definition_service
 from engine.services import orgs, tasks, users
-from engine.services.access import require_admin
 from engine.services.tasks import TaskFilter
 from web.api import schemas as s
 from web.auth import current_actor, services
@@ -19,10 +17,7 @@ auth_bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Au
 org_bp = Blueprint("org", __name__, url_prefix="/api/v1", description="Units and users")
 task_bp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks", description="Human tasks")
 case_bp = Blueprint("cases", __name__, url_prefix="/api/v1/cases", description="Cases of any type")
-def_bp = Blueprint(
-    "definitions", __name__, url_prefix="/api/v1/process-definitions", description="BPMN"
-)
-BLUEPRINTS = [auth_bp, org_bp, task_bp, case_bp, def_bp]
+BLUEPRINTS = [auth_bp, org_bp, task_bp, case_bp]
 SECURE: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -200,15 +195,3 @@ class Cases(MethodView):
 def get_case(case_id: int) -> dict[str, Any]:
     """A case with its open tasks, deadlines and timeline."""
     return case_service.get_case(services(), current_actor(), case_id)
-
-
-@def_bp.route("")
-@def_bp.response(200, s.DefinitionList)
-@def_bp.doc(security=SECURE)
-def list_definitions() -> dict[str, Any]:
-    """Deployed process versions with their running-instance counts (admin)."""
-    svc = services()
-    require_admin(current_actor())
-    with svc.uow() as uow:
-        items = definition_service.list_definitions(uow)
-    return {"items": items, "total": len(items)}

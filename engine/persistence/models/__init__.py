@@ -21,8 +21,35 @@ from engine.persistence.models.core import (
     User,
     UTCDateTime,
 )
+from engine.persistence.models.definitions import CaseTypeDefinition
+from engine.persistence.models.notifications import NotificationPreference
+from engine.persistence.models.petitions import (
+    Petition,
+    Petitioner,
+    PetitionReview,
+    PetitionSupervision,
+    Reception,
+    ReceptionPetition,
+)
+from engine.persistence.models.screening import (
+    Hazard,
+    HazardNote,
+    MediationAgreement,
+    ScreeningRound,
+)
+from engine.persistence.models.security import LoginFailure
+from engine.persistence.models.stabilization import (
+    KeyPerson,
+    KeyPersonClosure,
+    KeyPersonContact,
+    KeyPersonDailyReport,
+    KeyPersonMember,
+    KeyPersonPetition,
+    KeyPersonRiskEntry,
+)
 
 __all__ = [
+    "CaseTypeDefinition",
     "AuditEvent",
     "AuditHead",
     "Base",
@@ -32,10 +59,29 @@ __all__ = [
     "Counter",
     "Deadline",
     "DeadlineWarning",
+    "Hazard",
+    "HazardNote",
     "JobRun",
+    "KeyPerson",
+    "KeyPersonClosure",
+    "KeyPersonContact",
+    "KeyPersonDailyReport",
+    "KeyPersonMember",
+    "KeyPersonPetition",
+    "KeyPersonRiskEntry",
+    "LoginFailure",
+    "MediationAgreement",
+    "NotificationPreference",
     "OutboxMessage",
+    "Petition",
+    "PetitionReview",
+    "PetitionSupervision",
+    "Petitioner",
     "ProcessDefinition",
+    "Reception",
+    "ReceptionPetition",
     "RoleAssignment",
+    "ScreeningRound",
     "SettingValue",
     "Task",
     "Timer",

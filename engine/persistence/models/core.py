@@ -296,7 +296,10 @@ class OutboxMessage(Base):
     """A notification written in the same transaction as its cause, sent after commit."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_inbox", "recipient_user_id", "channel", "read_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     channel: Mapped[str] = mapped_column(String(20))
@@ -312,3 +315,9 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
+    # While status is 'sending': which dispatcher run holds the row, and until when. A lease
+    # that expires (the dispatcher died between claim and commit) makes the row due again.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    # What the channel answered on success (e.g. the e-mail Message-ID, a gateway's id).
+    provider_id: Mapped[str | None] = mapped_column(String(200))

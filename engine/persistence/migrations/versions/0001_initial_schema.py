@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 15:44:34.894298
+Create Date: 2026-11-26 15:56:55.645436
 """
 
 from alembic import op
@@ -49,6 +49,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_job_runs')),
     sa.UniqueConstraint('job', 'period', name=op.f('uq_job_runs_job_period'))
     )
+    op.create_table('login_failures',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('address', sa.String(length=64), nullable=False),
+    sa.Column('attempted_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_failures'))
+    )
+    with op.batch_alter_table('login_failures', schema=None) as batch_op:
+        batch_op.create_index('ix_login_failures_address_at', ['address', 'attempted_at'], unique=False)
+
     op.create_table('settings',
     sa.Column('key', sa.String(length=80), nullable=False),
     sa.Column('value', sa.JSON(), nullable=False),
@@ -87,6 +96,40 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))
     )
+    op.create_table('case_type_definitions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=50), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('process_id', sa.String(length=100), nullable=False),
+    sa.Column('prefix', sa.String(length=10), nullable=False),
+    sa.Column('label_zh', sa.String(length=100), nullable=False),
+    sa.Column('label_en', sa.String(length=100), nullable=False),
+    sa.Column('source', sa.Text(), nullable=False),
+    sa.Column('spec', sa.JSON(), nullable=False),
+    sa.Column('filename', sa.String(length=255), nullable=False),
+    sa.Column('deployed_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deployed_by_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['deployed_by_id'], ['users.id'], name=op.f('fk_case_type_definitions_deployed_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_case_type_definitions')),
+    sa.UniqueConstraint('name', 'sha256', name=op.f('uq_case_type_definitions_name_sha256'))
+    )
+    with op.batch_alter_table('case_type_definitions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_case_type_definitions_name'), ['name'], unique=False)
+
+    op.create_table('notification_preferences',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=20), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('updated_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_notification_preferences_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_preferences')),
+    sa.UniqueConstraint('user_id', 'channel', name=op.f('uq_notification_preferences_user_id_channel'))
+    )
+    with op.batch_alter_table('notification_preferences', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notification_preferences_user_id'), ['user_id'], unique=False)
+
     op.create_table('process_definitions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('process_id', sa.String(length=100), nullable=False),
@@ -104,6 +147,24 @@ def upgrade() -> None:
     with op.batch_alter_table('process_definitions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_process_definitions_process_id'), ['process_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_process_definitions_sha256'), ['sha256'], unique=False)
+
+    op.create_table('receptions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('held_on', sa.Date(), nullable=False),
+    sa.Column('leader_user_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('person_count', sa.Integer(), nullable=False),
+    sa.Column('notes', sa.Text(), nullable=True),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_receptions_created_by_id_users')),
+    sa.ForeignKeyConstraint(['leader_user_id'], ['users.id'], name=op.f('fk_receptions_leader_user_id_users')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_receptions_unit_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_receptions'))
+    )
+    with op.batch_alter_table('receptions', schema=None) as batch_op:
+        batch_op.create_index('ix_receptions_unit_held', ['unit_id', 'held_on'], unique=False)
 
     op.create_table('role_assignments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -190,6 +251,69 @@ def upgrade() -> None:
         batch_op.create_index('ix_deadlines_open', ['state', 'due_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_deadlines_unit_id'), ['unit_id'], unique=False)
 
+    op.create_table('key_persons',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('village_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('id_number_enc', sa.Text(), nullable=True),
+    sa.Column('id_number_hash', sa.String(length=64), nullable=True),
+    sa.Column('id_number_masked', sa.String(length=32), nullable=True),
+    sa.Column('phone_enc', sa.Text(), nullable=True),
+    sa.Column('phone_hash', sa.String(length=64), nullable=True),
+    sa.Column('phone_masked', sa.String(length=32), nullable=True),
+    sa.Column('source', sa.String(length=30), nullable=False),
+    sa.Column('assigned_ref', sa.String(length=100), nullable=True),
+    sa.Column('core_demand', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('risk_level', sa.String(length=10), nullable=True),
+    sa.Column('cadence_days', sa.Integer(), nullable=True),
+    sa.Column('lead_leader_id', sa.Integer(), nullable=True),
+    sa.Column('responsible_unit_id', sa.Integer(), nullable=True),
+    sa.Column('team_approved_on', sa.Date(), nullable=True),
+    sa.Column('assessment', sa.Text(), nullable=True),
+    sa.Column('measures', sa.Text(), nullable=True),
+    sa.Column('plan', sa.Text(), nullable=True),
+    sa.Column('plan_due_on', sa.Date(), nullable=True),
+    sa.Column('sensitive_plan', sa.Text(), nullable=True),
+    sa.Column('escalations_province', sa.Integer(), nullable=False),
+    sa.Column('escalations_capital', sa.Integer(), nullable=False),
+    sa.Column('registered_on', sa.Date(), nullable=False),
+    sa.Column('last_assessed_on', sa.Date(), nullable=True),
+    sa.Column('last_contact_on', sa.Date(), nullable=True),
+    sa.Column('last_risk_signal', sa.String(length=10), nullable=True),
+    sa.Column('contact_cycles', sa.Integer(), nullable=False),
+    sa.Column('next_contact_on', sa.Date(), nullable=True),
+    sa.Column('next_reassess_on', sa.Date(), nullable=True),
+    sa.Column('contact_overdue_since', sa.Date(), nullable=True),
+    sa.Column('signed_off_on', sa.Date(), nullable=True),
+    sa.Column('reopened_count', sa.Integer(), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_key_persons_case_id_cases')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_key_persons_created_by_id_users')),
+    sa.ForeignKeyConstraint(['lead_leader_id'], ['users.id'], name=op.f('fk_key_persons_lead_leader_id_users')),
+    sa.ForeignKeyConstraint(['responsible_unit_id'], ['units.id'], name=op.f('fk_key_persons_responsible_unit_id_units')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_key_persons_unit_id_units')),
+    sa.ForeignKeyConstraint(['village_id'], ['units.id'], name=op.f('fk_key_persons_village_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_persons'))
+    )
+    with op.batch_alter_table('key_persons', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_key_persons_case_id'), ['case_id'], unique=False)
+        batch_op.create_index('ix_key_persons_contact_due', ['status', 'next_contact_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_contact_overdue_since'), ['contact_overdue_since'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_id_number_hash'), ['id_number_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_lead_leader_id'), ['lead_leader_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_phone_hash'), ['phone_hash'], unique=False)
+        batch_op.create_index('ix_key_persons_reassess_due', ['status', 'next_reassess_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_responsible_unit_id'), ['responsible_unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_risk_level'), ['risk_level'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_unit_id'), ['unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_persons_village_id'), ['village_id'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
@@ -206,6 +330,9 @@ def upgrade() -> None:
     sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
     sa.Column('read_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
+    sa.Column('lease_until', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('provider_id', sa.String(length=200), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_outbox_case_id_cases')),
     sa.ForeignKeyConstraint(['recipient_user_id'], ['users.id'], name=op.f('fk_outbox_recipient_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
@@ -213,7 +340,92 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_inbox', ['recipient_user_id', 'channel', 'read_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_recipient_user_id'), ['recipient_user_id'], unique=False)
+
+    op.create_table('petitions',
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=20), nullable=False),
+    sa.Column('received_on', sa.Date(), nullable=False),
+    sa.Column('category', sa.String(length=20), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('assigned_ref', sa.String(length=100), nullable=True),
+    sa.Column('assigned_due_on', sa.Date(), nullable=True),
+    sa.Column('proxy_agent', sa.String(length=100), nullable=True),
+    sa.Column('reception_id', sa.Integer(), nullable=True),
+    sa.Column('subject', sa.String(length=300), nullable=False),
+    sa.Column('request', sa.Text(), nullable=False),
+    sa.Column('facts', sa.Text(), nullable=True),
+    sa.Column('reasons', sa.Text(), nullable=True),
+    sa.Column('village_id', sa.Integer(), nullable=True),
+    sa.Column('headcount', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('repeat_of_id', sa.Integer(), nullable=True),
+    sa.Column('not_to_be_accepted_again', sa.Boolean(), nullable=False),
+    sa.Column('decision', sa.String(length=20), nullable=True),
+    sa.Column('decided_on', sa.Date(), nullable=True),
+    sa.Column('decision_reason', sa.Text(), nullable=True),
+    sa.Column('forward_to', sa.String(length=200), nullable=True),
+    sa.Column('responsible_unit_id', sa.Integer(), nullable=True),
+    sa.Column('handling_method', sa.String(length=20), nullable=True),
+    sa.Column('extension_days', sa.Integer(), nullable=True),
+    sa.Column('extension_reason', sa.Text(), nullable=True),
+    sa.Column('extension_approved_on', sa.Date(), nullable=True),
+    sa.Column('reply_returns', sa.Integer(), nullable=False),
+    sa.Column('outcome', sa.String(length=20), nullable=True),
+    sa.Column('reply_text', sa.Text(), nullable=True),
+    sa.Column('legal_basis', sa.Text(), nullable=True),
+    sa.Column('delivered_on', sa.Date(), nullable=True),
+    sa.Column('delivery_method', sa.String(length=20), nullable=True),
+    sa.Column('rating', sa.String(length=30), nullable=True),
+    sa.Column('evaluated_on', sa.Date(), nullable=True),
+    sa.Column('closed_on', sa.Date(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_petitions_case_id_cases')),
+    sa.ForeignKeyConstraint(['reception_id'], ['receptions.id'], name=op.f('fk_petitions_reception_id_receptions')),
+    sa.ForeignKeyConstraint(['repeat_of_id'], ['petitions.case_id'], name=op.f('fk_petitions_repeat_of_id_petitions')),
+    sa.ForeignKeyConstraint(['responsible_unit_id'], ['units.id'], name=op.f('fk_petitions_responsible_unit_id_units')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_petitions_unit_id_units')),
+    sa.ForeignKeyConstraint(['village_id'], ['units.id'], name=op.f('fk_petitions_village_id_units')),
+    sa.PrimaryKeyConstraint('case_id', name=op.f('pk_petitions'))
+    )
+    with op.batch_alter_table('petitions', schema=None) as batch_op:
+        batch_op.create_index('ix_petitions_evaluated_on', ['evaluated_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petitions_received_on'), ['received_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petitions_repeat_of_id'), ['repeat_of_id'], unique=False)
+        batch_op.create_index('ix_petitions_responsible_status', ['responsible_unit_id', 'status'], unique=False)
+        batch_op.create_index('ix_petitions_status_received', ['status', 'received_on'], unique=False)
+        batch_op.create_index('ix_petitions_unit_received', ['unit_id', 'received_on'], unique=False)
+        batch_op.create_index('ix_petitions_village_received', ['village_id', 'received_on'], unique=False)
+
+    op.create_table('screening_rounds',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('due_on', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('zero_report', sa.Boolean(), nullable=True),
+    sa.Column('reported_on', sa.Date(), nullable=True),
+    sa.Column('submitted_by_id', sa.Integer(), nullable=True),
+    sa.Column('signed_on', sa.Date(), nullable=True),
+    sa.Column('signed_by_id', sa.Integer(), nullable=True),
+    sa.Column('rejection_reason', sa.Text(), nullable=True),
+    sa.Column('opened_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('reminded_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('overdue_warned_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_screening_rounds_case_id_cases')),
+    sa.ForeignKeyConstraint(['signed_by_id'], ['users.id'], name=op.f('fk_screening_rounds_signed_by_id_users')),
+    sa.ForeignKeyConstraint(['submitted_by_id'], ['users.id'], name=op.f('fk_screening_rounds_submitted_by_id_users')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_screening_rounds_unit_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_screening_rounds')),
+    sa.UniqueConstraint('case_id', name=op.f('uq_screening_rounds_case_id')),
+    sa.UniqueConstraint('unit_id', 'month', name=op.f('uq_screening_rounds_unit_id_month'))
+    )
+    with op.batch_alter_table('screening_rounds', schema=None) as batch_op:
+        batch_op.create_index('ix_screening_rounds_due', ['status', 'due_on'], unique=False)
+        batch_op.create_index('ix_screening_rounds_month_status', ['month', 'status'], unique=False)
 
     op.create_table('tasks',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -266,11 +478,374 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_deadline_warnings_case_id'), ['case_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_deadline_warnings_deadline_id'), ['deadline_id'], unique=False)
 
+    op.create_table('hazards',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ledger_no', sa.String(length=40), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('round_id', sa.Integer(), nullable=True),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('found_on', sa.Date(), nullable=False),
+    sa.Column('source', sa.String(length=100), nullable=False),
+    sa.Column('dispute_type', sa.String(length=30), nullable=False),
+    sa.Column('parties', sa.Text(), nullable=False),
+    sa.Column('involved_count', sa.Integer(), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('risk_level', sa.String(length=10), nullable=False),
+    sa.Column('criminal_risk', sa.Boolean(), nullable=False),
+    sa.Column('measures', sa.Text(), nullable=False),
+    sa.Column('method', sa.String(length=30), nullable=False),
+    sa.Column('responsible_unit_id', sa.Integer(), nullable=False),
+    sa.Column('responsible_person', sa.String(length=100), nullable=False),
+    sa.Column('owning_leader', sa.String(length=100), nullable=False),
+    sa.Column('time_limit_on', sa.Date(), nullable=False),
+    sa.Column('progress', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('resolution', sa.String(length=20), nullable=True),
+    sa.Column('evidence_refs', sa.Text(), nullable=True),
+    sa.Column('resolved_on', sa.Date(), nullable=True),
+    sa.Column('closure_requested_by_id', sa.Integer(), nullable=True),
+    sa.Column('confirmed_on', sa.Date(), nullable=True),
+    sa.Column('confirmed_by_id', sa.Integer(), nullable=True),
+    sa.Column('signed_off_on', sa.Date(), nullable=True),
+    sa.Column('signed_off_by_id', sa.Integer(), nullable=True),
+    sa.Column('rejection_reason', sa.Text(), nullable=True),
+    sa.Column('escalated_to', sa.String(length=20), nullable=True),
+    sa.Column('escalated_case_id', sa.Integer(), nullable=True),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_hazards_case_id_cases')),
+    sa.ForeignKeyConstraint(['closure_requested_by_id'], ['users.id'], name=op.f('fk_hazards_closure_requested_by_id_users')),
+    sa.ForeignKeyConstraint(['confirmed_by_id'], ['users.id'], name=op.f('fk_hazards_confirmed_by_id_users')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_hazards_created_by_id_users')),
+    sa.ForeignKeyConstraint(['escalated_case_id'], ['cases.id'], name=op.f('fk_hazards_escalated_case_id_cases')),
+    sa.ForeignKeyConstraint(['responsible_unit_id'], ['units.id'], name=op.f('fk_hazards_responsible_unit_id_units')),
+    sa.ForeignKeyConstraint(['round_id'], ['screening_rounds.id'], name=op.f('fk_hazards_round_id_screening_rounds')),
+    sa.ForeignKeyConstraint(['signed_off_by_id'], ['users.id'], name=op.f('fk_hazards_signed_off_by_id_users')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_hazards_unit_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_hazards')),
+    sa.UniqueConstraint('case_id', name=op.f('uq_hazards_case_id')),
+    sa.UniqueConstraint('ledger_no', name=op.f('uq_hazards_ledger_no'))
+    )
+    with op.batch_alter_table('hazards', schema=None) as batch_op:
+        batch_op.create_index('ix_hazards_found_on', ['found_on'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hazards_responsible_unit_id'), ['responsible_unit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hazards_round_id'), ['round_id'], unique=False)
+        batch_op.create_index('ix_hazards_status_limit', ['status', 'time_limit_on'], unique=False)
+        batch_op.create_index('ix_hazards_unit_month', ['unit_id', 'month'], unique=False)
+
+    op.create_table('key_person_closures',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key_person_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('evidence_kind', sa.String(length=30), nullable=False),
+    sa.Column('evidence_ref', sa.String(length=200), nullable=False),
+    sa.Column('return_visit_on', sa.Date(), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('proposed_by_id', sa.Integer(), nullable=True),
+    sa.Column('proposed_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('approved_by_id', sa.Integer(), nullable=True),
+    sa.Column('approved_on', sa.Date(), nullable=True),
+    sa.Column('verified_by_id', sa.Integer(), nullable=True),
+    sa.Column('verified_on', sa.Date(), nullable=True),
+    sa.Column('rejected_by_id', sa.Integer(), nullable=True),
+    sa.Column('rejected_step', sa.String(length=20), nullable=True),
+    sa.Column('rejection_reason', sa.Text(), nullable=True),
+    sa.Column('signed_off_on', sa.Date(), nullable=True),
+    sa.Column('reopened_on', sa.Date(), nullable=True),
+    sa.Column('reopened_by_id', sa.Integer(), nullable=True),
+    sa.Column('reopen_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['approved_by_id'], ['users.id'], name=op.f('fk_key_person_closures_approved_by_id_users')),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_key_person_closures_case_id_cases')),
+    sa.ForeignKeyConstraint(['key_person_id'], ['key_persons.id'], name=op.f('fk_key_person_closures_key_person_id_key_persons')),
+    sa.ForeignKeyConstraint(['proposed_by_id'], ['users.id'], name=op.f('fk_key_person_closures_proposed_by_id_users')),
+    sa.ForeignKeyConstraint(['rejected_by_id'], ['users.id'], name=op.f('fk_key_person_closures_rejected_by_id_users')),
+    sa.ForeignKeyConstraint(['reopened_by_id'], ['users.id'], name=op.f('fk_key_person_closures_reopened_by_id_users')),
+    sa.ForeignKeyConstraint(['verified_by_id'], ['users.id'], name=op.f('fk_key_person_closures_verified_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_person_closures'))
+    )
+    with op.batch_alter_table('key_person_closures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_key_person_closures_case_id'), ['case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_person_closures_key_person_id'), ['key_person_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_person_closures_signed_off_on'), ['signed_off_on'], unique=False)
+
+    op.create_table('key_person_contacts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key_person_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('cycle_no', sa.Integer(), nullable=False),
+    sa.Column('opened_on', sa.Date(), nullable=False),
+    sa.Column('due_on', sa.Date(), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('contacted_on', sa.Date(), nullable=True),
+    sa.Column('method', sa.String(length=10), nullable=True),
+    sa.Column('situation', sa.Text(), nullable=True),
+    sa.Column('risk_signal', sa.String(length=10), nullable=True),
+    sa.Column('recorded_by_id', sa.Integer(), nullable=True),
+    sa.Column('recorded_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_key_person_contacts_case_id_cases')),
+    sa.ForeignKeyConstraint(['key_person_id'], ['key_persons.id'], name=op.f('fk_key_person_contacts_key_person_id_key_persons')),
+    sa.ForeignKeyConstraint(['recorded_by_id'], ['users.id'], name=op.f('fk_key_person_contacts_recorded_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_person_contacts')),
+    sa.UniqueConstraint('key_person_id', 'opened_on', name=op.f('uq_key_person_contacts_key_person_id_opened_on'))
+    )
+    with op.batch_alter_table('key_person_contacts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_key_person_contacts_case_id'), ['case_id'], unique=False)
+        batch_op.create_index('ix_key_person_contacts_open_due', ['state', 'due_on'], unique=False)
+        batch_op.create_index('ix_key_person_contacts_person_cycle', ['key_person_id', 'cycle_no'], unique=False)
+
+    op.create_table('key_person_daily_reports',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key_person_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('report_on', sa.Date(), nullable=False),
+    sa.Column('period_name', sa.String(length=100), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('all_calm', sa.Boolean(), nullable=True),
+    sa.Column('situation', sa.Text(), nullable=True),
+    sa.Column('risk_signal', sa.String(length=10), nullable=True),
+    sa.Column('reported_by_id', sa.Integer(), nullable=True),
+    sa.Column('reported_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_key_person_daily_reports_case_id_cases')),
+    sa.ForeignKeyConstraint(['key_person_id'], ['key_persons.id'], name=op.f('fk_key_person_daily_reports_key_person_id_key_persons')),
+    sa.ForeignKeyConstraint(['reported_by_id'], ['users.id'], name=op.f('fk_key_person_daily_reports_reported_by_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_person_daily_reports')),
+    sa.UniqueConstraint('key_person_id', 'report_on', name=op.f('uq_key_person_daily_reports_key_person_id_report_on'))
+    )
+    with op.batch_alter_table('key_person_daily_reports', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_key_person_daily_reports_case_id'), ['case_id'], unique=False)
+        batch_op.create_index('ix_key_person_daily_reports_open', ['state', 'report_on'], unique=False)
+
+    op.create_table('key_person_members',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key_person_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('role', sa.String(length=60), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('added_on', sa.Date(), nullable=False),
+    sa.ForeignKeyConstraint(['key_person_id'], ['key_persons.id'], name=op.f('fk_key_person_members_key_person_id_key_persons')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_key_person_members_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_person_members'))
+    )
+    with op.batch_alter_table('key_person_members', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_key_person_members_key_person_id'), ['key_person_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_key_person_members_user_id'), ['user_id'], unique=False)
+
+    op.create_table('key_person_petitions',
+    sa.Column('key_person_id', sa.Integer(), nullable=False),
+    sa.Column('petition_id', sa.Integer(), nullable=False),
+    sa.Column('linked_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['key_person_id'], ['key_persons.id'], name=op.f('fk_key_person_petitions_key_person_id_key_persons')),
+    sa.PrimaryKeyConstraint('key_person_id', 'petition_id', name=op.f('pk_key_person_petitions'))
+    )
+    with op.batch_alter_table('key_person_petitions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_key_person_petitions_petition_id'), ['petition_id'], unique=False)
+
+    op.create_table('key_person_risk_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key_person_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('assessed_on', sa.Date(), nullable=False),
+    sa.Column('risk_level', sa.String(length=10), nullable=False),
+    sa.Column('previous_level', sa.String(length=10), nullable=True),
+    sa.Column('assessment', sa.Text(), nullable=False),
+    sa.Column('measures', sa.Text(), nullable=False),
+    sa.Column('checklists', sa.JSON(), nullable=False),
+    sa.Column('actor_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['actor_id'], ['users.id'], name=op.f('fk_key_person_risk_entries_actor_id_users')),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_key_person_risk_entries_case_id_cases')),
+    sa.ForeignKeyConstraint(['key_person_id'], ['key_persons.id'], name=op.f('fk_key_person_risk_entries_key_person_id_key_persons')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_key_person_risk_entries'))
+    )
+    with op.batch_alter_table('key_person_risk_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_key_person_risk_entries_person_date', ['key_person_id', 'assessed_on'], unique=False)
+
+    op.create_table('petition_reviews',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('petition_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('level', sa.String(length=20), nullable=False),
+    sa.Column('requested_on', sa.Date(), nullable=False),
+    sa.Column('window_end', sa.Date(), nullable=False),
+    sa.Column('decision_due_on', sa.Date(), nullable=False),
+    sa.Column('review_unit_id', sa.Integer(), nullable=False),
+    sa.Column('outcome', sa.String(length=20), nullable=True),
+    sa.Column('decided_on', sa.Date(), nullable=True),
+    sa.Column('delivered_on', sa.Date(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_petition_reviews_case_id_cases')),
+    sa.ForeignKeyConstraint(['petition_id'], ['petitions.case_id'], name=op.f('fk_petition_reviews_petition_id_petitions')),
+    sa.ForeignKeyConstraint(['review_unit_id'], ['units.id'], name=op.f('fk_petition_reviews_review_unit_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_petition_reviews')),
+    sa.UniqueConstraint('petition_id', 'level', name=op.f('uq_petition_reviews_petition_id_level'))
+    )
+    with op.batch_alter_table('petition_reviews', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_petition_reviews_case_id'), ['case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petition_reviews_petition_id'), ['petition_id'], unique=False)
+
+    op.create_table('petition_supervisions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('petition_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('deadline_kind', sa.String(length=40), nullable=False),
+    sa.Column('due_on', sa.Date(), nullable=False),
+    sa.Column('opened_on', sa.Date(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('method', sa.String(length=20), nullable=True),
+    sa.Column('notes', sa.Text(), nullable=True),
+    sa.Column('instructed_on', sa.Date(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_petition_supervisions_case_id_cases')),
+    sa.ForeignKeyConstraint(['petition_id'], ['petitions.case_id'], name=op.f('fk_petition_supervisions_petition_id_petitions')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_petition_supervisions_unit_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_petition_supervisions')),
+    sa.UniqueConstraint('petition_id', 'deadline_kind', 'due_on', name=op.f('uq_petition_supervisions_petition_id_deadline_kind_due_on'))
+    )
+    with op.batch_alter_table('petition_supervisions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_petition_supervisions_case_id'), ['case_id'], unique=False)
+        batch_op.create_index('ix_petition_supervisions_opened', ['opened_on', 'petition_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petition_supervisions_petition_id'), ['petition_id'], unique=False)
+
+    op.create_table('petitioners',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('petition_id', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('id_number_enc', sa.String(length=200), nullable=True),
+    sa.Column('id_number_hash', sa.String(length=64), nullable=True),
+    sa.Column('id_number_masked', sa.String(length=40), nullable=True),
+    sa.Column('phone_enc', sa.String(length=200), nullable=True),
+    sa.Column('phone_hash', sa.String(length=64), nullable=True),
+    sa.Column('phone_masked', sa.String(length=40), nullable=True),
+    sa.Column('address', sa.String(length=300), nullable=True),
+    sa.Column('is_representative', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['petition_id'], ['petitions.case_id'], name=op.f('fk_petitioners_petition_id_petitions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_petitioners'))
+    )
+    with op.batch_alter_table('petitioners', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_petitioners_id_number_hash'), ['id_number_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petitioners_name'), ['name'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petitioners_petition_id'), ['petition_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_petitioners_phone_hash'), ['phone_hash'], unique=False)
+
+    op.create_table('reception_petitions',
+    sa.Column('reception_id', sa.Integer(), nullable=False),
+    sa.Column('petition_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['petition_id'], ['petitions.case_id'], name=op.f('fk_reception_petitions_petition_id_petitions')),
+    sa.ForeignKeyConstraint(['reception_id'], ['receptions.id'], name=op.f('fk_reception_petitions_reception_id_receptions')),
+    sa.PrimaryKeyConstraint('reception_id', 'petition_id', name=op.f('pk_reception_petitions'))
+    )
+    with op.batch_alter_table('reception_petitions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reception_petitions_petition_id'), ['petition_id'], unique=False)
+
+    op.create_table('hazard_notes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('hazard_id', sa.Integer(), nullable=False),
+    sa.Column('noted_on', sa.Date(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('author_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['author_id'], ['users.id'], name=op.f('fk_hazard_notes_author_id_users')),
+    sa.ForeignKeyConstraint(['hazard_id'], ['hazards.id'], name=op.f('fk_hazard_notes_hazard_id_hazards')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_hazard_notes'))
+    )
+    with op.batch_alter_table('hazard_notes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_hazard_notes_hazard_id'), ['hazard_id'], unique=False)
+
+    op.create_table('mediation_agreements',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('hazard_id', sa.Integer(), nullable=False),
+    sa.Column('agreement_no', sa.String(length=60), nullable=False),
+    sa.Column('signed_on', sa.Date(), nullable=False),
+    sa.Column('parties', sa.Text(), nullable=False),
+    sa.Column('judicial_confirmation_due', sa.Date(), nullable=False),
+    sa.Column('judicial_confirmation_on', sa.Date(), nullable=True),
+    sa.Column('reminded_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['hazard_id'], ['hazards.id'], name=op.f('fk_mediation_agreements_hazard_id_hazards')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mediation_agreements')),
+    sa.UniqueConstraint('hazard_id', 'agreement_no', name=op.f('uq_mediation_agreements_hazard_id_agreement_no'))
+    )
+    with op.batch_alter_table('mediation_agreements', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_mediation_agreements_hazard_id'), ['hazard_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('mediation_agreements', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mediation_agreements_hazard_id'))
+
+    op.drop_table('mediation_agreements')
+    with op.batch_alter_table('hazard_notes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_hazard_notes_hazard_id'))
+
+    op.drop_table('hazard_notes')
+    with op.batch_alter_table('reception_petitions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reception_petitions_petition_id'))
+
+    op.drop_table('reception_petitions')
+    with op.batch_alter_table('petitioners', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_petitioners_phone_hash'))
+        batch_op.drop_index(batch_op.f('ix_petitioners_petition_id'))
+        batch_op.drop_index(batch_op.f('ix_petitioners_name'))
+        batch_op.drop_index(batch_op.f('ix_petitioners_id_number_hash'))
+
+    op.drop_table('petitioners')
+    with op.batch_alter_table('petition_supervisions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_petition_supervisions_petition_id'))
+        batch_op.drop_index('ix_petition_supervisions_opened')
+        batch_op.drop_index(batch_op.f('ix_petition_supervisions_case_id'))
+
+    op.drop_table('petition_supervisions')
+    with op.batch_alter_table('petition_reviews', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_petition_reviews_petition_id'))
+        batch_op.drop_index(batch_op.f('ix_petition_reviews_case_id'))
+
+    op.drop_table('petition_reviews')
+    with op.batch_alter_table('key_person_risk_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_key_person_risk_entries_person_date')
+
+    op.drop_table('key_person_risk_entries')
+    with op.batch_alter_table('key_person_petitions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_key_person_petitions_petition_id'))
+
+    op.drop_table('key_person_petitions')
+    with op.batch_alter_table('key_person_members', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_key_person_members_user_id'))
+        batch_op.drop_index(batch_op.f('ix_key_person_members_key_person_id'))
+
+    op.drop_table('key_person_members')
+    with op.batch_alter_table('key_person_daily_reports', schema=None) as batch_op:
+        batch_op.drop_index('ix_key_person_daily_reports_open')
+        batch_op.drop_index(batch_op.f('ix_key_person_daily_reports_case_id'))
+
+    op.drop_table('key_person_daily_reports')
+    with op.batch_alter_table('key_person_contacts', schema=None) as batch_op:
+        batch_op.drop_index('ix_key_person_contacts_person_cycle')
+        batch_op.drop_index('ix_key_person_contacts_open_due')
+        batch_op.drop_index(batch_op.f('ix_key_person_contacts_case_id'))
+
+    op.drop_table('key_person_contacts')
+    with op.batch_alter_table('key_person_closures', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_key_person_closures_signed_off_on'))
+        batch_op.drop_index(batch_op.f('ix_key_person_closures_key_person_id'))
+        batch_op.drop_index(batch_op.f('ix_key_person_closures_case_id'))
+
+    op.drop_table('key_person_closures')
+    with op.batch_alter_table('hazards', schema=None) as batch_op:
+        batch_op.drop_index('ix_hazards_unit_month')
+        batch_op.drop_index('ix_hazards_status_limit')
+        batch_op.drop_index(batch_op.f('ix_hazards_round_id'))
+        batch_op.drop_index(batch_op.f('ix_hazards_responsible_unit_id'))
+        batch_op.drop_index('ix_hazards_found_on')
+
+    op.drop_table('hazards')
     with op.batch_alter_table('deadline_warnings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deadline_warnings_deadline_id'))
         batch_op.drop_index(batch_op.f('ix_deadline_warnings_case_id'))
@@ -286,11 +861,42 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tasks_case_id'))
 
     op.drop_table('tasks')
+    with op.batch_alter_table('screening_rounds', schema=None) as batch_op:
+        batch_op.drop_index('ix_screening_rounds_month_status')
+        batch_op.drop_index('ix_screening_rounds_due')
+
+    op.drop_table('screening_rounds')
+    with op.batch_alter_table('petitions', schema=None) as batch_op:
+        batch_op.drop_index('ix_petitions_village_received')
+        batch_op.drop_index('ix_petitions_unit_received')
+        batch_op.drop_index('ix_petitions_status_received')
+        batch_op.drop_index('ix_petitions_responsible_status')
+        batch_op.drop_index(batch_op.f('ix_petitions_repeat_of_id'))
+        batch_op.drop_index(batch_op.f('ix_petitions_received_on'))
+        batch_op.drop_index('ix_petitions_evaluated_on')
+
+    op.drop_table('petitions')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_recipient_user_id'))
+        batch_op.drop_index('ix_outbox_inbox')
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')
+    with op.batch_alter_table('key_persons', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_key_persons_village_id'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_unit_id'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_status'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_risk_level'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_responsible_unit_id'))
+        batch_op.drop_index('ix_key_persons_reassess_due')
+        batch_op.drop_index(batch_op.f('ix_key_persons_phone_hash'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_lead_leader_id'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_id_number_hash'))
+        batch_op.drop_index(batch_op.f('ix_key_persons_contact_overdue_since'))
+        batch_op.drop_index('ix_key_persons_contact_due')
+        batch_op.drop_index(batch_op.f('ix_key_persons_case_id'))
+
+    op.drop_table('key_persons')
     with op.batch_alter_table('deadlines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deadlines_unit_id'))
         batch_op.drop_index('ix_deadlines_open')
@@ -313,17 +919,33 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_role_assignments_user_id'))
 
     op.drop_table('role_assignments')
+    with op.batch_alter_table('receptions', schema=None) as batch_op:
+        batch_op.drop_index('ix_receptions_unit_held')
+
+    op.drop_table('receptions')
     with op.batch_alter_table('process_definitions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_process_definitions_sha256'))
         batch_op.drop_index(batch_op.f('ix_process_definitions_process_id'))
 
     op.drop_table('process_definitions')
+    with op.batch_alter_table('notification_preferences', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notification_preferences_user_id'))
+
+    op.drop_table('notification_preferences')
+    with op.batch_alter_table('case_type_definitions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_case_type_definitions_name'))
+
+    op.drop_table('case_type_definitions')
     op.drop_table('users')
     with op.batch_alter_table('units', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_units_path'))
 
     op.drop_table('units')
     op.drop_table('settings')
+    with op.batch_alter_table('login_failures', schema=None) as batch_op:
+        batch_op.drop_index('ix_login_failures_address_at')
+
+    op.drop_table('login_failures')
     op.drop_table('job_runs')
     op.drop_table('counters')
     op.drop_table('calendar_years')
