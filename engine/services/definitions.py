@@ -9,6 +9,7 @@ SpiffWorkflow's diff allows it (issue 11).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
@@ -25,13 +26,14 @@ from sqlalchemy.exc import IntegrityError
 from engine.domain.enums import Role
 from engine.errors import NotFoundError, ValidationError
 from engine.persistence.db import UnitOfWork, conflicts_as_409
-from engine.persistence.models import Case, CaseTypeDefinition, ProcessDefinition
+from engine.persistence.models import Case, CaseTypeDefinition, ProcessDefinition, Task
 from engine.workflow import (
     Definition,
     DefinitionError,
     Problem,
     check_migration,
     lint_process,
+    lint_xml,
     migrate,
     parse_definitions,
 )
@@ -204,6 +206,16 @@ def _problem_errors(
     return errors
 
 
+def _unique(problems: Iterable[Problem]) -> list[Problem]:
+    seen: set[tuple[str | None, str]] = set()
+    out: list[Problem] = []
+    for item in problems:
+        if (item.element_id, item.message) not in seen:
+            seen.add((item.element_id, item.message))
+            out.append(item)
+    return out
+
+
 def validate_bpmn(
     xml: bytes, *, filename: str, lint: bool = True, prefix: str = ""
 ) -> list[Definition]:
@@ -223,9 +235,15 @@ def validate_bpmn(
     try:
         parsed = parse_definitions(xml, source=filename)
     except DefinitionError as exc:
+        problems = list(exc.problems)
+        if lint and any(p.element_id for p in problems):
+            # SpiffWorkflow stops at its first complaint: add the lint's, so one upload
+            # hears about everything at once.
+            with contextlib.suppress(DefinitionError):
+                problems += lint_xml(xml, roles=KNOWN_ROLES, source=filename)
         raise ValidationError(
             f"{filename}: {exc}",
-            _problem_errors(exc.problems, filename, prefix=prefix) or {filename: [str(exc)]},
+            _problem_errors(_unique(problems), filename, prefix=prefix) or {filename: [str(exc)]},
         ) from exc
     if lint:
         problems = [p for d in parsed for p in lint_process(d, roles=KNOWN_ROLES)]
@@ -582,7 +600,10 @@ def migrate_instances(
                 ProcessDefinition.process_id == target_row.process_id,
                 ProcessDefinition.version < target_row.version,
             )
-        candidates = [tuple(r) for r in uow.session.execute(stmt.order_by(Case.id)).all()]
+        candidates: list[tuple[int, str, str, str, int]] = [
+            (int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]))
+            for r in uow.session.execute(stmt.order_by(Case.id)).all()
+        ]
     found = {c[0] for c in candidates}
     results: list[dict[str, Any]] = [
         _result(case_id, None, None, [("case", "not a running case", "不是运行中的案件")])
@@ -716,7 +737,25 @@ def _migrate_one(
             },
         )
         case_type = services.case_types.get(case.case_type)
-        apply_snapshot(HookContext(services, uow, actor, now), case, case_type, snapshot)
+        ctx = HookContext(services, uow, actor, now)
+        apply_snapshot(ctx, case, case_type, snapshot)
+        # Open tasks that kept their id now run on the new element: show its name and role.
+        rows = {
+            r.spiff_id: r
+            for r in uow.session.scalars(
+                select(Task).where(Task.case_id == case.id, Task.status == "open")
+            )
+        }
+        for human in snapshot.tasks:
+            row = rows.get(human.id)
+            if row is None:
+                continue
+            row.name = human.name or human.bpmn_id
+            role = human.candidate_roles[0] if human.candidate_roles else None
+            if role != row.role:
+                row.role = role
+                row.assignee_id = None  # a claim for the old role does not carry over
+            row.due_at = case_type.hooks.task_due(ctx, case, human)
         uow.commit()
         return _result(
             case.id,

@@ -9,6 +9,7 @@ from engine.bootstrap import Services
 from engine.services.access import SYSTEM, Grant
 from engine.services.orgs import DEMO_ORG, load_org, read_org_file
 from engine.services.petitions_demo import seed_petitions
+from engine.services.screening_demo import seed_screening
 from engine.services.stabilization_demo import seed_key_persons
 
 ADMIN = SYSTEM.__class__(
@@ -30,7 +31,11 @@ LOGINS_HELP = """Demo logins (password demo1234 for every one):
   en_user      English-speaking handler/clerk"""
 
 # Capabilities add their demo cases here (petitions, key persons, screening).
-CASE_SEEDERS: list[Callable[[Services], dict[str, Any]]] = [seed_petitions, seed_key_persons]
+CASE_SEEDERS: list[Callable[[Services], dict[str, Any]]] = [
+    seed_petitions,
+    seed_key_persons,
+    seed_screening,
+]
 
 
 def seed(services: Services, *, with_cases: bool = True) -> dict[str, Any]:

@@ -166,8 +166,7 @@ def _message(row: OutboxMessage) -> Message:
 def claim_due_messages(
     services: Services, now: datetime, worker: str, limit: int = BATCH_SIZE
 ) -> tuple[list[Claimed], int]:
-    """Claim up to `limit` due rows for `worker` (lease LEASE); returns them and how many SMS
-    were deferred by quiet hours."""
+    """Lease up to `limit` due rows to `worker`; returns them and the SMS held by quiet hours."""
     claimed: list[Claimed] = []
     deferred = 0
     with services.uow() as uow:
@@ -382,8 +381,7 @@ def _mark_job(uow: UnitOfWork, job: str, period: str, now: datetime) -> bool:
 
 
 def send_daily_digests(services: Services, now: datetime) -> int:
-    """Once a local day, after `digest_time` (08:30), tell each user their due-today and
-    overdue tasks; returns how many digests were queued."""
+    """Once a local day after `digest_time` (08:30), queue each user's due and overdue work."""
     local = now.astimezone(LOCAL_TZ)
     today = local.date()
     with services.uow() as uow:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -140,8 +140,11 @@ def enqueue(
     when the in-app message is new, so re-running an event never reaches a channel the user
     chose after the event.
     """
+    if channel == "inapp" and user is not None and recipient is None:
+        enqueue_many(uow, [(key, user)], template=template, params=params, case_id=case_id, now=now)
+        return
     snapshot = dict(recipient) if recipient is not None else (_snapshot(user) if user else {})
-    added = _insert(
+    _insert(
         uow,
         _row(
             key=key,
@@ -154,47 +157,96 @@ def enqueue(
             now=now,
         ),
     )
-    if added and channel == "inapp" and user is not None:
-        _fan_out(uow, key, template, params, user, snapshot, case_id, now)
 
 
-def _fan_out(
+def enqueue_many(
     uow: UnitOfWork,
-    key: str,
+    recipients: Sequence[tuple[str, User]],
+    *,
     template: str,
     params: Mapping[str, Any],
-    user: User,
-    snapshot: Mapping[str, Any],
     case_id: int | None,
     now: datetime,
 ) -> None:
-    """One row per further channel the user wants and can be reached on."""
-    for channel, wanted in get_preferences(uow, user).items():
-        if not wanted or not _reachable(user, channel):
-            continue
-        if channel in GROUP_CHANNELS:
-            row = _row(
-                key=group_key(channel, template, params, case_id),
-                channel=channel,
-                user_id=None,
-                recipient={"display_name": "", "language": DEFAULT_LANGUAGE},
-                template=template,
-                params=params,
-                case_id=case_id,
-                now=now,
-            )
-        else:
-            row = _row(
-                key=derived_key(key, channel),
-                channel=channel,
-                user_id=user.id,
-                recipient=snapshot,
-                template=template,
-                params=params,
-                case_id=case_id,
-                now=now,
-            )
-        _insert(uow, row)
+    """One in-app message per (idempotency key, user), fanned out to preferred channels.
+
+    A constant number of statements however many recipients: one insert of the in-app rows,
+    one read of the preferences of those that were new, one insert of their other channels."""
+    if not recipients:
+        return
+    users = {key[:_KEY_MAX]: user for key, user in recipients}
+    rows = [
+        _row(
+            key=key,
+            channel="inapp",
+            user_id=user.id,
+            recipient=_snapshot(user),
+            template=template,
+            params=params,
+            case_id=case_id,
+            now=now,
+        )
+        for key, user in users.items()
+    ]
+    insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    # RETURNING, not rowcount: an ORM-enabled INSERT may report rowcount -1 on PostgreSQL.
+    added = (
+        uow.session.execute(
+            insert(OutboxMessage)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(OutboxMessage.idempotency_key)
+        )
+        .scalars()
+        .all()
+    )
+    if not added:
+        return
+    new = {k: users[k] for k in added}
+    prefs = _preferences_of(uow, [u.id for u in new.values()])
+    extra: dict[str, dict[str, Any]] = {}
+    for key, user in new.items():
+        for channel, wanted in prefs.get(user.id, DEFAULT_PREFERENCES).items():
+            if not wanted or not _reachable(user, channel):
+                continue
+            if channel in GROUP_CHANNELS:
+                row = _row(
+                    key=group_key(channel, template, params, case_id),
+                    channel=channel,
+                    user_id=None,
+                    recipient={"display_name": "", "language": DEFAULT_LANGUAGE},
+                    template=template,
+                    params=params,
+                    case_id=case_id,
+                    now=now,
+                )
+            else:
+                row = _row(
+                    key=derived_key(key, channel),
+                    channel=channel,
+                    user_id=user.id,
+                    recipient=_snapshot(user),
+                    template=template,
+                    params=params,
+                    case_id=case_id,
+                    now=now,
+                )
+            extra[row["idempotency_key"]] = row
+    if extra:
+        uow.session.execute(
+            insert(OutboxMessage).values(list(extra.values())).on_conflict_do_nothing()
+        )
+
+
+def _preferences_of(uow: UnitOfWork, user_ids: Sequence[int]) -> dict[int, dict[str, bool]]:
+    """Channel choices of several users in one query (defaults where none were set)."""
+    out: dict[int, dict[str, bool]] = {uid: dict(DEFAULT_PREFERENCES) for uid in user_ids}
+    for row in uow.session.scalars(
+        select(NotificationPreference).where(NotificationPreference.user_id.in_(list(user_ids)))
+    ):
+        if row.channel in out[row.user_id]:
+            out[row.user_id][row.channel] = row.enabled
+    return out
 
 
 def _reachable(user: User, channel: str) -> bool:
@@ -210,14 +262,7 @@ def _reachable(user: User, channel: str) -> bool:
 
 def get_preferences(uow: UnitOfWork, user: User) -> dict[str, bool]:
     """The user's channel choices (in-app is always on and not listed)."""
-    prefs = dict(DEFAULT_PREFERENCES)
-    rows = uow.session.scalars(
-        select(NotificationPreference).where(NotificationPreference.user_id == user.id)
-    )
-    for row in rows:
-        if row.channel in prefs:
-            prefs[row.channel] = row.enabled
-    return prefs
+    return _preferences_of(uow, [user.id])[user.id]
 
 
 def set_preferences(
@@ -422,13 +467,11 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
         else:
             recipients = []
             template = "task_available"
-        for user in recipients:
-            enqueue(
-                ctx.uow,
-                key=f"task:{task.id}:{template}:{user.id}",
-                template=template,
-                params=params,
-                user=user,
-                case_id=case.id,
-                now=ctx.now,
-            )
+        enqueue_many(
+            ctx.uow,
+            [(f"task:{task.id}:{template}:{user.id}", user) for user in recipients],
+            template=template,
+            params=params,
+            case_id=case.id,
+            now=ctx.now,
+        )

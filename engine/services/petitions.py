@@ -93,6 +93,10 @@ REVIEW_TYPE = "petition_review"
 REVIEW_PREFIX = "FC"  # 复查/复核
 MAX_REPRESENTATIVES = 5  # 信访工作条例 Art. 18: a group visit chooses at most 5 representatives
 MAX_PER_PAGE = 200
+# Bounds of the process's two loops (SPIFFWORKFLOW.md trap 8): extension requests after a
+# refusal, and returns of a draft reply. The law allows one approved extension (Art. 34).
+MAX_EXTENSION_REQUESTS = 3
+MAX_REPLY_RETURNS = 20
 
 # Petition statuses with their labels (zh, en).
 STATUS_LABELS: Mapping[str, tuple[str, str]] = {
@@ -253,7 +257,7 @@ def _prepare_petitioners(
         if id_number and not valid_id_number(id_number):
             problems["id_number"] = ["Not a valid resident ID number. 身份证号码无效。"]
         phone = str(item.get("phone") or "").strip()
-        if phone and not valid_phone(phone):
+        if phone and not (valid_phone(phone) or valid_phone(pii.normalize_phone(phone))):
             problems["phone"] = ["Not a valid phone number. 电话号码无效。"]
         if problems:
             item_errors[str(i)] = problems
@@ -644,6 +648,20 @@ class PetitionHooks:
         reply = deadlines_of(uow, case.id).get("reply")
         if reply is None:
             raise ConflictError("the petition has no reply deadline")
+        rounds = int(case.data.get("extension_round") or 0) + 1
+        if rounds > MAX_EXTENSION_REQUESTS:
+            raise ValidationError(
+                "too many extension requests",
+                {
+                    "request_extension": [
+                        _msg(
+                            actor,
+                            f"At most {MAX_EXTENSION_REQUESTS} extension requests per petition.",
+                            f"每件最多申请延期{MAX_EXTENSION_REQUESTS}次。",
+                        )
+                    ]
+                },
+            )
         try:
             extend(
                 reply.due_on,
@@ -656,7 +674,7 @@ class PetitionHooks:
             raise _violation(exc, actor, field) from exc
         p.extension_days = int(days or 0)
         p.extension_reason = reason
-        return {"request_extension": True}
+        return {"request_extension": True, "extension_round": rounds}
 
     def _approve_extension(
         self, ctx: HookContext, case: Case, p: Petition, data: dict[str, Any]
@@ -739,8 +757,21 @@ class PetitionHooks:
         self, ctx: HookContext, case: Case, p: Petition, data: dict[str, Any]
     ) -> dict[str, Any]:
         if not data["approve"]:
+            if (p.reply_returns or 0) >= MAX_REPLY_RETURNS:
+                raise ValidationError(
+                    "too many returns",
+                    {
+                        "approve": [
+                            _msg(
+                                ctx.actor,
+                                f"The reply was returned {MAX_REPLY_RETURNS} times already.",
+                                f"处理意见已退回{MAX_REPLY_RETURNS}次。",
+                            )
+                        ]
+                    },
+                )
             p.reply_returns = (p.reply_returns or 0) + 1
-        return {"approve": bool(data["approve"])}
+        return {"approve": bool(data["approve"]), "reply_returns": p.reply_returns or 0}
 
     def _deliver_reply(
         self, ctx: HookContext, case: Case, p: Petition, data: dict[str, Any]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -31,6 +31,7 @@ from engine.errors import ConflictError, NotFoundError, PermissionDeniedError, V
 from engine.persistence.db import UnitOfWork, conflicts_as_409
 from engine.persistence.models import (
     Case,
+    Counter,
     Hazard,
     HazardNote,
     MediationAgreement,
@@ -202,6 +203,9 @@ def _start_round_cases(
     year = int(month[:4])
     label = f"{year}年{int(month[5:])}月"
     started: list[tuple[int, int, Case, Snapshot]] = []
+    numbers = iter(_case_numbers(uow, ROUND_PREFIX, year, len(rounds)))
+    # Ids known before the INSERT let the audit head go into that INSERT (no UPDATE per case).
+    ids = iter(_case_ids(uow, len(rounds)))
     for round_id, unit_id, unit_name in rounds:
         snapshot = services.runtime.start(
             deployed.definition,
@@ -214,8 +218,9 @@ def _start_round_cases(
             },
         )
         case_row = Case(
+            id=next(ids),
             case_type=ROUND_TYPE,
-            case_no=next_case_no(uow, ROUND_PREFIX, year),
+            case_no=next(numbers),
             title=f"{unit_name} {label}矛盾纠纷排查",
             unit_id=unit_id,
             status=snapshot.status,
@@ -233,10 +238,10 @@ def _start_round_cases(
         )
         session.add(case_row)
         started.append((round_id, unit_id, case_row, snapshot))
-    session.flush()
     sha = deployed.definition.sha256[:12]
+    children: list[Any] = []
     for _round_id, _unit_id, case_row, snapshot in started:
-        record_case_event(
+        event = record_case_event(
             uow,
             case_row,
             "case.started",
@@ -244,21 +249,26 @@ def _start_round_cases(
             at=now,
             detail={"case_type": ROUND_TYPE, "definition": sha},
         )
-        for human in snapshot.tasks:
-            session.add(
-                Task(
-                    case_id=case_row.id,
-                    spiff_id=human.id,
-                    bpmn_id=human.bpmn_id,
-                    name=human.name or human.bpmn_id,
-                    role=human.candidate_roles[0] if human.candidate_roles else None,
-                    unit_id=human.unit_id if human.unit_id is not None else case_row.unit_id,
-                    assignee_id=None,
-                    status="open",
-                    due_at=human.due_at,
-                    created_at=now,
-                )
+        # Held back until the cases are in: the flush does not order these by foreign key.
+        session.expunge(event)
+        children.append(event)
+        children.extend(
+            Task(
+                case_id=case_row.id,
+                spiff_id=human.id,
+                bpmn_id=human.bpmn_id,
+                name=human.name or human.bpmn_id,
+                role=human.candidate_roles[0] if human.candidate_roles else None,
+                unit_id=human.unit_id if human.unit_id is not None else case_row.unit_id,
+                assignee_id=None,
+                status="open",
+                due_at=human.due_at,
+                created_at=now,
             )
+            for human in snapshot.tasks
+        )
+    session.flush()
+    session.add_all(children)
     session.flush()
     session.execute(
         update(ScreeningRound),
@@ -283,6 +293,31 @@ def _start_round_cases(
                 case_id=case_row.id,
                 now=now,
             )
+
+
+def _case_ids(uow: UnitOfWork, n: int) -> list[int]:
+    """Reserve n ids of the cases table: from its sequence, or past the max under SQLite's lock."""
+    if uow.dialect == "postgresql":
+        rows = uow.session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": n},
+        ).scalars()
+        return [int(r) for r in rows]
+    # SQLite: the transaction began with BEGIN IMMEDIATE, so no other writer can take these.
+    top = uow.session.scalar(select(func.max(Case.id))) or 0
+    return list(range(top + 1, top + n + 1))
+
+
+def _case_numbers(uow: UnitOfWork, prefix: str, year: int, n: int) -> list[str]:
+    """Allocate n consecutive case numbers with one locked counter read, not n."""
+    first = next_case_no(uow, prefix, year)  # locks the counter row and takes one number
+    counter = uow.session.get(Counter, f"{prefix}-{year}")  # already loaded: no query
+    assert counter is not None
+    start = counter.value
+    counter.value += n - 1
+    return [first, *(f"{prefix}-{year}-{v:06d}" for v in range(start + 1, start + n))]
 
 
 def _unit_users(uow: UnitOfWork, role: str, unit_ids: Sequence[int]) -> dict[int, list[User]]:

@@ -161,7 +161,7 @@ def _prepare(ws: Worksheet, title: str, stamp: str, columns: tuple[tuple[str, in
 
 def _write_row(ws: Worksheet, row: int, values: list[Any]) -> None:
     for col, value in enumerate(values, start=1):
-        cell = ws.cell(row=row, column=col, value=value)
+        cell = ws.cell(row=row, column=col, value=None if value == "" else value)
         cell.border = _BORDER
         cell.alignment = _WRAP
         if isinstance(value, date):

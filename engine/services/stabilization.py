@@ -458,7 +458,8 @@ class KeyPersonFilter:
     per_page: int = 50
 
 
-def _list_query(actor: Actor, flt: KeyPersonFilter) -> Any:
+def key_person_query(actor: Actor, flt: KeyPersonFilter) -> Any:
+    """The list's SELECT: visible files with the filters applied (also the ledger's rows)."""
     stmt = select(KeyPerson).where(visible_clause(actor))
     if flt.risk_level:
         stmt = stmt.where(KeyPerson.risk_level == flt.risk_level)
@@ -479,15 +480,15 @@ def list_key_persons(services: Services, actor: Actor, flt: KeyPersonFilter) -> 
     page = max(1, flt.page)
     today = _today(services.clock.now())
     with services.uow() as uow:
-        stmt = _list_query(actor, flt)
+        stmt = key_person_query(actor, flt)
         total = uow.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         rows = uow.session.scalars(
             stmt.order_by(KeyPerson.id.desc()).limit(per_page).offset((page - 1) * per_page)
         ).all()
-        names = _unit_names(
+        names = unit_names(
             uow, {r.village_id for r in rows} | {r.responsible_unit_id or 0 for r in rows}
         )
-        leaders = _user_names(uow, {r.lead_leader_id or 0 for r in rows})
+        leaders = user_names(uow, {r.lead_leader_id or 0 for r in rows})
         return {
             "items": [summary_view(r, names, leaders, today) for r in rows],
             "total": total,
@@ -496,7 +497,8 @@ def list_key_persons(services: Services, actor: Actor, flt: KeyPersonFilter) -> 
         }
 
 
-def _unit_names(uow: UnitOfWork, ids: set[int]) -> dict[int, str]:
+def unit_names(uow: UnitOfWork, ids: set[int]) -> dict[int, str]:
+    """Unit names by id."""
     ids.discard(0)
     if not ids:
         return {}
@@ -504,7 +506,8 @@ def _unit_names(uow: UnitOfWork, ids: set[int]) -> dict[int, str]:
     return {int(r[0]): str(r[1]) for r in rows}
 
 
-def _user_names(uow: UnitOfWork, ids: set[int]) -> dict[int, str]:
+def user_names(uow: UnitOfWork, ids: set[int]) -> dict[int, str]:
+    """User display names by id."""
     ids.discard(0)
     if not ids:
         return {}
@@ -591,8 +594,8 @@ def person_view(
     for cl in closures:
         user_ids |= {cl.proposed_by_id or 0, cl.approved_by_id or 0, cl.verified_by_id or 0}
         user_ids |= {cl.rejected_by_id or 0, cl.reopened_by_id or 0}
-    users = _user_names(uow, user_ids)
-    units = _unit_names(uow, {kp.village_id, kp.responsible_unit_id or 0, kp.unit_id})
+    users = user_names(uow, user_ids)
+    units = unit_names(uow, {kp.village_id, kp.responsible_unit_id or 0, kp.unit_id})
     total_contacts = session.scalar(
         select(func.count()).where(KeyPersonContact.key_person_id == kp.id)
     )

@@ -11,7 +11,7 @@ from engine.workflow.errors import (
     TaskNotReadyError,
 )
 from engine.workflow.forms import FormField, form_schema, json_schema
-from engine.workflow.lint import check_expression, evaluate_condition, lint_process
+from engine.workflow.lint import check_expression, evaluate_condition, lint_process, lint_xml
 from engine.workflow.migrate import MigrationCheck, check_migration, migrate
 from engine.workflow.parser import (
     Definition,
@@ -42,6 +42,7 @@ __all__ = [
     "json_schema",
     "lint_definition",
     "lint_process",
+    "lint_xml",
     "migrate",
     "parse_definition",
     "parse_definitions",

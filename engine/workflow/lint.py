@@ -11,6 +11,7 @@ Each problem names the element and says what is wrong in English and Chinese.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -360,14 +361,27 @@ def lint_process(definition: Definition, *, roles: Iterable[str]) -> list[Proble
     found = root.xpath(
         "./bpmn:process[@id=$pid]", namespaces={"bpmn": BPMN_NS}, pid=definition.process_id
     )
-    if not found:
-        return []
-    process: etree._Element = found[0]
+    return _lint(found[0], frozenset(roles)) if found else []
+
+
+def lint_xml(xml: bytes, *, roles: Iterable[str], source: str = "<upload>") -> list[Problem]:
+    """The deployment rules on every executable process of a file SpiffWorkflow refused too,
+    so one upload reports all its problems at once (DefinitionError if not even XML)."""
+    root = _parse_xml(xml, source)
+    known = frozenset(roles)
+    problems: list[Problem] = []
+    for process in root.xpath("./bpmn:process", namespaces={"bpmn": BPMN_NS}):
+        if process.get("isExecutable", "true") == "true":
+            problems += _lint(process, known)
+    return _dedupe(problems)
+
+
+def _lint(process: etree._Element, roles: frozenset[str]) -> list[Problem]:
     graph = _graph(process)
     problems: list[Problem] = []
     problems += _check_gateway_conditions(graph)
     problems += _check_implicit_splits(graph)
-    problems += _check_roles(process, frozenset(roles))
+    problems += _check_roles(process, roles)
     problems += _check_forms(process)
     problems += _check_timers(process)
     problems += _check_loops(graph)
@@ -388,11 +402,23 @@ def _check_expressions(process: etree._Element) -> list[Problem]:
                 problem(flow_id, f"condition refused: {error}", f"条件表达式不被允许：{error}")
             )
     for script in process.iter(_bpmn("script")):
-        error = sandbox.check_source(script.text or "", mode="exec")
+        error = sandbox.check_source(script.text or "", mode="exec") or _imports(script.text)
         if error:
             task_id = script.getparent().get("id")
             problems.append(problem(task_id, f"script refused: {error}", f"脚本不被允许：{error}"))
     return problems
+
+
+def _imports(source: str | None) -> str | None:
+    """Scripts cannot import anything (the sandbox has no __import__): say so at deployment."""
+    try:
+        tree = ast.parse(source or "")
+    except SyntaxError:
+        return None  # the sandbox check reports syntax errors
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            return "import statements are not allowed"
+    return None
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -51,6 +51,8 @@ def _assess(workflow: Any, new: Definition) -> MigrationCheck:
         bpmn_id = _label(task)
         if getattr(task.task_spec, "bpmn_id", None) is None:
             continue  # SpiffWorkflow's own bookkeeping specs (Root, End) have no element
+        if task.state & (TaskState.PREDICTED_MASK | TaskState.FUTURE):
+            continue  # only predicted: migration resets and predicts those branches again
         problems.append(
             problem(
                 bpmn_id,
@@ -72,6 +74,8 @@ def _assess(workflow: Any, new: Definition) -> MigrationCheck:
             continue
         for task in sub_diff.removed:
             if getattr(task.task_spec, "bpmn_id", None) is None:
+                continue
+            if task.state & (TaskState.PREDICTED_MASK | TaskState.FUTURE):
                 continue
             bpmn_id = _label(task)
             problems.append(

@@ -64,6 +64,8 @@ def register_through_page(session: Any, *, name: str, subject: str) -> str:
     page.select_option("#category", "claim")
     page.fill("#subject", subject)
     page.fill("#request", "要求村委会按合同支付2025年土地流转费。")
+    page.wait_for_timeout(600)  # let the repeat check that typing triggers finish
+    page.wait_for_load_state("networkidle")
     page.locator("#petition-form button.primary").click()
     page.wait_for_load_state("networkidle")
     errors = page.locator(".error").all_inner_texts()
@@ -224,12 +226,21 @@ def test_village_reporter_files_a_zero_report_and_the_board_shows_it(open_sessio
     cell.click()
     page.wait_for_load_state("networkidle")
     assert "/screening/ledger" in page.url
-    xlsx = page.request.get(
-        live.url(page.locator("a", has_text="XLSX").get_attribute("href") or "")
-    )
+    xlsx = page.request.get(live.url(page.locator("a.xlsx").get_attribute("href") or ""))
     assert xlsx.status == 200
     assert xlsx.body()[:2] == b"PK"
     supervisor.shot("11-screening-ledger")
+    page.emulate_media(media="print")
+    assert not page.locator("nav.mainnav").is_visible()
+    assert page.locator("section.ledger table").is_visible()
+    supervisor.shot("11b-screening-ledger-print")
+    page.emulate_media(media="screen")
+
+    page = supervisor.goto("/key-persons")
+    assert page.locator("h1").inner_text() == "重点信访人员管控风险研判台账"
+    open_session.watch.expect_status(r"/key-persons$", 403)  # type: ignore[attr-defined]
+    page = reporter.goto("/key-persons")
+    assert "无权访问" in page.locator("h1").inner_text()
 
 
 def test_language_switch_shows_english(open_session: Any) -> None:
@@ -263,6 +274,16 @@ def test_admin_pages_and_api_docs_load(open_session: Any) -> None:
         page = admin.goto(path)
         assert page.locator("nav.tabs a.current").count() == 1
         admin.shot(shot)
+    page = admin.goto("/admin/settings")
+    page.fill("#s_warning_days", "4")
+    page.fill(
+        "#s_sensitive_periods", '[{"start": "2026-03-04", "end": "2026-03-11", "name": "两会"}]'
+    )
+    page.locator("form.settings button.primary").click()
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".flash").first.inner_text() == "设置已保存。"
+    assert page.locator("#s_warning_days").input_value() == "4"
+    assert "两会" in page.locator("#s_sensitive_periods").input_value()
     page = admin.goto("/api/docs")
     page.locator(".swagger-ui .opblock").first.wait_for()
     admin.shot("18-api-docs", full_page=False)

@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.bootstrap import Services
-from engine.persistence.models import OutboxMessage, Unit, User
+from engine.persistence.models import (
+    OutboxMessage,
+    ProcessDefinition,
+    ScreeningRound,
+    Unit,
+    User,
+)
 from engine.services.access import load_actor
 from engine.services.cases import open_case
 from engine.services.notify import enqueue
@@ -73,6 +79,96 @@ def new_message(services: Services, username: str = "handler") -> int:
         )
 
 
+def new_petition(app: Any, headers: dict[str, str]) -> int:
+    """A new petition registered by the clerk at the S01 petition office."""
+    r = app.test_client().post("/api/v1/petitions", json=PETITION, headers=headers)
+    assert r.status_code == 201, r.get_json()
+    return int(r.get_json()["id"])
+
+
+def v02_round(services: Services) -> int:
+    """This month's screening round of village V02 (opened if need be)."""
+    from engine.services.screening import open_rounds_for_month
+
+    open_rounds_for_month(services, "2026-03", services.clock.now())
+    with services.uow() as uow:
+        return int(
+            uow.session.scalar(
+                select(ScreeningRound.id).where(
+                    ScreeningRound.unit_id == unit_id(services, "V02"),
+                    ScreeningRound.month == "2026-03",
+                )
+            )
+        )
+
+
+def hazard_body(services: Services) -> dict[str, Any]:
+    """A valid hazard (矛盾纠纷) for the V02 ledger."""
+    return {
+        "dispute_type": "neighbour",
+        "parties": "李四、王五",
+        "involved_count": 2,
+        "summary": "宅基地界址争议",
+        "risk_level": "low",
+        "method": "people_mediation",
+        "responsible_unit_id": unit_id(services, "V02"),
+        "responsible_person": "王主任",
+        "found_on": "2026-03-02",
+    }
+
+
+def new_hazard(app: Any, services: Services, headers: dict[str, str]) -> int:
+    """A new hazard on the V02 round, reported by V02's grid worker."""
+    r = app.test_client().post(
+        f"/api/v1/screening/rounds/{v02_round(services)}/hazards",
+        json=hazard_body(services),
+        headers=headers,
+    )
+    assert r.status_code == 201, r.get_json()
+    return int(r.get_json()["id"])
+
+
+def key_person_body(services: Services) -> dict[str, Any]:
+    """A valid key person (重点人员) living in village V02."""
+    return {
+        "name": "赵六",
+        "village_id": unit_id(services, "V02"),
+        "source": "screening",
+        "core_demand": "要求解决低保",
+    }
+
+
+def new_key_person(app: Any, services: Services, headers: dict[str, str]) -> int:
+    """A new key person registered by the petition office."""
+    r = app.test_client().post(
+        "/api/v1/key-persons", json=key_person_body(services), headers=headers
+    )
+    assert r.status_code == 201, r.get_json()
+    return int(r.get_json()["id"])
+
+
+def definition_id(services: Services) -> int:
+    """The deployed simple_review definition."""
+    with services.uow() as uow:
+        return int(
+            uow.session.scalar(
+                select(ProcessDefinition.id)
+                .where(ProcessDefinition.process_id == "simple_review")
+                .order_by(ProcessDefinition.id.desc())
+            )
+        )
+
+
+PETITION = {
+    "channel": "visit",
+    "received_on": "2026-03-02",
+    "petitioners": [{"name": "张三", "id_number": "11010519491231002X", "phone": "13812345678"}],
+    "subject": "土地补偿",
+    "request": "要求补发土地补偿款",
+    "category": "claim",
+}
+
+
 class World:
     """Clients for each user and factories for path parameters."""
 
@@ -87,6 +183,11 @@ class World:
             "unit_id": lambda: unit_id(services, "V24"),
             "user_id": lambda: user_id(services, "handler_sfs"),
             "message_id": lambda: new_message(services),
+            "petition_id": lambda: new_petition(app, self.token("clerk")),
+            "round_id": lambda: v02_round(services),
+            "hazard_id": lambda: new_hazard(app, services, self.token("reporter_v02")),
+            "definition_id": lambda: definition_id(services),
+            "key_person_id": lambda: new_key_person(app, services, self.token("clerk")),
             "code": lambda: "en",
             "filename": lambda: "css/app.css",
         }
@@ -94,14 +195,19 @@ class World:
     def login(self) -> None:
         """A bearer token and a logged-in page session (with its CSRF token) per user."""
         for username in USERS[1:]:
-            client = self.app.test_client()
-            r = client.post(
+            self.token(username)
+            self.pages[username] = self.session(username)
+        self.pages["anon"] = self.session("anon")
+
+    def token(self, username: str) -> dict[str, str]:
+        """Bearer headers for any demo user (cached)."""
+        if username not in self.bearer:
+            r = self.app.test_client().post(
                 "/api/v1/auth/token", json={"username": username, "password": "demo1234"}
             )
             assert r.status_code == 200, (username, r.get_json())
             self.bearer[username] = {"Authorization": f"Bearer {r.get_json()['access_token']}"}
-            self.pages[username] = self.session(username)
-        self.pages["anon"] = self.session("anon")
+        return self.bearer[username]
 
     def session(self, username: str) -> tuple[Any, str]:
         """A new page client logged in as `username` (none for anon), with its CSRF token."""
@@ -130,8 +236,11 @@ class World:
         payload = body(self) if callable(body) else body
         if rule.startswith("/api/"):
             client = self.app.test_client()
-            headers = self.bearer.get(user, {})
-            resp = client.open(path, method=method, json=payload, headers=headers)
+            headers = self.bearer.get(user, {}) if user != "anon" else {}
+            if method == "GET":
+                resp = client.open(path, method=method, query_string=payload, headers=headers)
+            else:
+                resp = client.open(path, method=method, json=payload, headers=headers)
         else:
             # Logging out ends the session: use a throwaway one so the others stay valid.
             client, csrf = self.session(user) if rule in SESSION_ENDING else self.pages[user]

@@ -109,7 +109,13 @@ def test_business_dates_may_not_be_in_the_future_or_before_the_previous_step(
             )
         assert list(err.value.errors) == ["decided_on"]
     # Left empty, the decision date is today.
-    complete(services, "clerk", case_id, "decide_acceptance", {"decision": "not_accept", "reason": "已诉讼"})
+    complete(
+        services,
+        "clerk",
+        case_id,
+        "decide_acceptance",
+        {"decision": "not_accept", "reason": "已诉讼"},
+    )
     after = view(services, case_id)
     assert after["decided_on"] == date(2026, 3, 10)
     assert after["status"] == "not_accepted"
@@ -196,8 +202,12 @@ def test_returned_reply_goes_back_to_drafting_and_delivery_on_time_meets_the_dea
     accept(services, case_id, "2026-03-02")
     at(clock, date(2026, 3, 20))
     handle(services, case_id)
-    complete(services, "handler", case_id, "draft_reply", {"outcome": "explain", "reply_text": "初稿"})
-    complete(services, "leader", case_id, "approve_reply", {"approve": False, "comment": "补充依据"})
+    complete(
+        services, "handler", case_id, "draft_reply", {"outcome": "explain", "reply_text": "初稿"}
+    )
+    complete(
+        services, "leader", case_id, "approve_reply", {"approve": False, "comment": "补充依据"}
+    )
     assert [t["bpmn_id"] for t in view(services, case_id)["open_tasks"]] == ["draft_reply"]
     reply(services, case_id, "2026-03-19")
     after = view(services, case_id)
@@ -231,7 +241,15 @@ def test_evaluation_window_passing_closes_the_case_as_not_evaluated(
     services: Services, clock: SettableClock
 ) -> None:
     case_id = replied(services, clock, date(2026, 3, 19))  # window ends 04-03
-    at(clock, date(2026, 4, 3, ), 20)
+    at(
+        clock,
+        date(
+            2026,
+            4,
+            3,
+        ),
+        20,
+    )
     run_all(services, clock.now())
     assert view(services, case_id)["status"] == "replied"
 
@@ -354,7 +372,11 @@ def test_review_then_re_review_terminates_the_petition(
     assert deadlines(final)["re_review_decision"]["state"] == "met"
     actions = [e["action"] for e in final["timeline"]]
     assert actions[-1] == "petition.terminated"
-    assert {"petition.review_requested", "petition.review_decided", "petition.re_review_requested"} <= set(actions)
+    assert {
+        "petition.review_requested",
+        "petition.review_decided",
+        "petition.re_review_requested",
+    } <= set(actions)
     with pytest.raises(ConflictError):
         petitions.request_review(services, clerk, case_id, {"level": "re_review"})
 
@@ -376,9 +398,7 @@ def test_repeat_from_the_same_person_on_the_same_matter_is_flagged_and_linked(
     )
     assert same["repeat_of_id"] == first["id"]
     # Same name and phone (written differently), no ID number.
-    by_phone = register(
-        services, petitioners=[{"name": "王大伟", "phone": "+86 138-0013-8000"}]
-    )
+    by_phone = register(services, petitioners=[{"name": "王大伟", "phone": "+86 138-0013-8000"}])
     assert by_phone["repeat_of_id"] == first["id"]
     # Same person, different matter: not a repeat.
     other = register(services, subject="低保资格认定", request="家庭困难申请低保，请求重新审核")
@@ -437,18 +457,26 @@ def test_id_and_phone_are_encrypted_masked_and_every_whole_read_audited(
         assert case_row is not None and ID_WANG not in str(case_row.data)
 
 
-def test_out_of_scope_users_do_not_see_the_petition(services: Services, clock: SettableClock) -> None:
+def test_out_of_scope_users_do_not_see_the_petition(
+    services: Services, clock: SettableClock
+) -> None:
     created = register(services, village_id=None)
     with pytest.raises(NotFoundError):
         petitions.get_petition(services, actor(services, "reporter_v01"), created["id"])
-    assert petitions.list_petitions(
-        services, actor(services, "handler_v01"), petitions.PetitionFilter()
-    )["total"] == 0
+    assert (
+        petitions.list_petitions(
+            services, actor(services, "handler_v01"), petitions.PetitionFilter()
+        )["total"]
+        == 0
+    )
     case_id = created["id"]
     accept(services, case_id, "2026-03-02", unit="V01")
     # The village's handler sees the petition once it is responsible for it.
-    assert petitions.list_petitions(
-        services, actor(services, "handler_v01"), petitions.PetitionFilter()
-    )["total"] == 1
+    assert (
+        petitions.list_petitions(
+            services, actor(services, "handler_v01"), petitions.PetitionFilter()
+        )["total"]
+        == 1
+    )
     with pytest.raises(PermissionDeniedError):
         register(services, username="handler")

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from engine.bootstrap import Services, build_services
 from engine.clock import SettableClock
 from engine.persistence.models import Case, OutboxMessage, ScreeningRound, Task, Unit
+from engine.services.audit import verify_chains
 from engine.services.jobs import run_all
 from tests.service.test_screening_year import at
 
@@ -61,6 +62,7 @@ def test_two_concurrent_ticks_on_the_start_day_open_one_round_per_unit(
             .select_from(OutboxMessage)
             .where(OutboxMessage.template == "screening_opened")
         )
+        broken = verify_chains(uow)
     assert units == 28
     # Neither scheduler failed; between them they opened each round once.
     assert min(opened) >= 0
@@ -70,3 +72,4 @@ def test_two_concurrent_ticks_on_the_start_day_open_one_round_per_unit(
     assert cases == units
     assert tasks == units
     assert opened_notices == 2  # reporter_v01 and reporter_v02, once each
+    assert broken == []  # the bulk-started cases' audit chains verify

@@ -19,8 +19,8 @@ from tests.service.test_stabilization_support import (
     actor,
     form_team,
     register,
-    unit_id,
     under_control,
+    unit_id,
 )
 
 
@@ -136,7 +136,11 @@ def test_list_filters_by_risk_village_status_and_overdue_contact(
 def test_candidates_are_people_with_three_petitions_in_twelve_months(
     services: Services, clock: SettableClock
 ) -> None:
-    for day, subject in (("2026-01-05", "承包地边界"), ("2026-02-02", "耕地被占"), ("2026-03-02", "补偿款")):
+    for day, subject in (
+        ("2026-01-05", "承包地边界"),
+        ("2026-02-02", "耕地被占"),
+        ("2026-03-02", "补偿款"),
+    ):
         register_petition(services, received_on=day, subject=f"东风村{subject}纠纷")
     register_petition(
         services,

@@ -40,10 +40,17 @@ PROPOSAL = {
 
 
 def propose(services: Services, kp_id: int, who: str = "handler_sfs") -> None:
-    complete(services, who, open_task(services, current_case(services, kp_id), "propose_closure"), PROPOSAL)
+    complete(
+        services,
+        who,
+        open_task(services, current_case(services, kp_id), "propose_closure"),
+        PROPOSAL,
+    )
 
 
-def approve(services: Services, kp_id: int, who: str, decision: str = "approve", reason: str = "") -> None:
+def approve(
+    services: Services, kp_id: int, who: str, decision: str = "approve", reason: str = ""
+) -> None:
     complete(
         services,
         who,
@@ -81,6 +88,7 @@ def test_a_proposer_cannot_approve_their_own_closure(services: Services) -> None
     assess(services, kp, "medium", who="boss")
     propose(services, kp["id"], who="boss")
     task_id = open_task(services, kp["case_id"], "approve_closure")
+    boss_id = user_id(services, "boss")
     with pytest.raises(PermissionDeniedError):
         approve(services, kp["id"], "boss")
     # Nothing was written: the approval is still open, the closure still only proposed.
@@ -88,7 +96,7 @@ def test_a_proposer_cannot_approve_their_own_closure(services: Services) -> None
         task = uow.session.get(Task, task_id)
         assert task is not None
         assert task.status == "open"
-        assert task.assignee_id == user_id(services, "boss")
+        assert task.assignee_id == boss_id
     assert [c.status for c in closures(services, kp["id"])] == ["proposed"]
     assert person(services, kp["id"]).status == "closure_proposed"
     # The lead leader hands the approval to the street's other leaders, who may approve.
@@ -195,6 +203,7 @@ def test_a_signed_off_file_can_be_reopened_with_a_reason(
     assert view["closures"][-1]["reopen_reason"] == "本人再次赴区上访"
     new_case = current_case(services, kp["id"])
     assert new_case != old_case
+    leader_id = user_id(services, "leader")
     with services.uow() as uow:
         case = uow.session.get(Case, new_case)
         assert case is not None
@@ -204,15 +213,15 @@ def test_a_signed_off_file_can_be_reopened_with_a_reason(
             select(Task).where(Task.case_id == new_case, Task.status == "open")
         ).one()
         assert assess_task.bpmn_id == "assess"
-        assert assess_task.assignee_id == user_id(services, "leader")
+        assert assess_task.assignee_id == leader_id
     assess(services, kp, "high")
     assert person(services, kp["id"]).status == "under_control"
     tick(services, clock, MONDAY + timedelta(days=1))
     assert len(open_child_tasks(services, kp["id"], "record_contact")) == 1
     with services.uow() as uow:
         count = uow.session.scalar(
-            select(func.count()).select_from(KeyPersonClosure).where(
-                KeyPersonClosure.key_person_id == kp["id"]
-            )
+            select(func.count())
+            .select_from(KeyPersonClosure)
+            .where(KeyPersonClosure.key_person_id == kp["id"])
         )
     assert count == 1

@@ -31,7 +31,11 @@ def set_period(services: Services) -> None:
         set_settings(
             uow,
             ADMIN,
-            {"sensitive_periods": [{"start": "2026-03-10", "end": "2026-03-12", "name": "全国两会"}]},
+            {
+                "sensitive_periods": [
+                    {"start": "2026-03-10", "end": "2026-03-12", "name": "全国两会"}
+                ]
+            },
             services.clock.now(),
         )
         uow.commit()

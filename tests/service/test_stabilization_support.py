@@ -148,7 +148,12 @@ def form_team(
 
 
 def assess(
-    services: Services, kp: dict[str, Any], risk: str, *, who: str = "leader", on: str = "2026-03-02"
+    services: Services,
+    kp: dict[str, Any],
+    risk: str,
+    *,
+    who: str = "leader",
+    on: str = "2026-03-02",
 ) -> None:
     """Complete the assessment (the lead leader's task) at a risk level."""
     complete(

@@ -15,6 +15,7 @@ MODULES = [
     "web.api.notifications",
     "web.api.screening",
     "web.api.petitions",
+    "web.api.stabilization",
 ]
 
 

@@ -314,7 +314,15 @@ def _context() -> dict[str, Any]:
 def init_pages(app: Flask) -> None:
     """Register the page blueprints, filters and the navigation."""
     # Each page module registers its routes on bp when imported.
-    from web.pages import admin, boards, notifications, petitions, screening, tasks  # noqa: F401
+    from web.pages import (  # noqa: F401
+        admin,
+        boards,
+        keypersons,
+        notifications,
+        petitions,
+        screening,
+        tasks,
+    )
 
     app.register_blueprint(bp)
     app.context_processor(_context)

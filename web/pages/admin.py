@@ -220,6 +220,12 @@ def admin_units() -> Any:
 # -- settings ------------------------------------------------------------------------------
 
 
+def _is_lines(spec: settings_service.SettingSpec) -> bool:
+    """A list of plain strings (the checklists) is edited one item per line; others as JSON."""
+    default = spec.default
+    return spec.kind == "list" and bool(default) and all(isinstance(v, str) for v in default)
+
+
 def _setting_from_form(spec: settings_service.SettingSpec, current: Any) -> Any:
     """A posted setting as its type; raises ValueError with a field message."""
     key = spec.key
@@ -241,7 +247,7 @@ def _setting_from_form(spec: settings_service.SettingSpec, current: Any) -> Any:
             out[sub] = int(raw)
         return out
     raw = request.form.get(key, "")
-    if spec.kind == "list" and all(isinstance(v, str) for v in spec.default):
+    if _is_lines(spec):
         return [line.strip() for line in raw.splitlines() if line.strip()]
     try:
         return json.loads(raw or "null")
@@ -285,7 +291,7 @@ def admin_settings() -> Any:
                 "label": spec.label_en if page_lang() == "en" else spec.label_zh,
                 "value": value,
                 "default": spec.default,
-                "lines": spec.kind == "list" and all(isinstance(v, str) for v in spec.default),
+                "lines": _is_lines(spec),
                 "json": json.dumps(value, ensure_ascii=False, indent=1),
             }
         )

@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 
 from engine.clock import local_today
+from engine.domain.kpi import KPI_DEFINITIONS
 from engine.errors import PermissionDeniedError, ValidationError
 from engine.services import deadlines as deadline_service
 from engine.services import orgs, reports
@@ -140,8 +141,13 @@ def kpi_dashboard() -> Any:
             for u in children
         ]
     kpis = report["kpis"]
-    rate_keys = [k for k, v in kpis.items() if v.get("denominator") is not None]
-    count_keys = [k for k in kpis if k not in rate_keys]
+    # The figures of DOMAIN.md §3 first, in their order; capabilities' extra figures after.
+    main_keys = [k for k in KPI_DEFINITIONS if k in kpis]
+    rate_keys = [k for k in main_keys if kpis[k].get("denominator") is not None]
+    count_keys = [k for k in main_keys if k not in rate_keys]
+    extra_keys = [k for k in kpis if k not in KPI_DEFINITIONS]
+    for key in extra_keys:
+        kpis[key].setdefault("label", key.replace("_", " "))
     chart = {
         "trend": {
             "labels": [t["month"] for t in trend],
@@ -171,6 +177,7 @@ def kpi_dashboard() -> Any:
         kpis=kpis,
         rate_keys=rate_keys,
         count_keys=count_keys,
+        extra_keys=extra_keys,
         trend=trend,
         comparison=comparison,
         units=units,

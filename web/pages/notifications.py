@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -15,13 +15,23 @@ from web.pages import bp, page_lang
 PER_PAGE = 30
 
 
+@bp.before_app_request
+def _count_unread() -> None:
+    """Count the unread notifications of a page request before its view opens a transaction.
+
+    Counting inside the template instead would open a second unit of work while the view's
+    may still be open, and on SQLite (BEGIN IMMEDIATE) the second would wait for the first.
+    """
+    if request.path.startswith(("/api/", "/static/")) or not current_user.is_authenticated:
+        return
+    with services().uow() as uow:
+        g.unread_count = notify_service.unread_count(uow, current_user.actor.user_id)
+
+
 @bp.app_context_processor
 def _unread_count() -> dict[str, Any]:
     """`unread_count` for the badge in the top bar (one indexed COUNT per page view)."""
-    if not current_user.is_authenticated:
-        return {"unread_count": 0}
-    with services().uow() as uow:
-        return {"unread_count": notify_service.unread_count(uow, current_user.actor.user_id)}
+    return {"unread_count": g.get("unread_count", 0)}
 
 
 @bp.route("/notifications")

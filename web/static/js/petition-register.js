@@ -76,6 +76,8 @@
     });
   }
 
+  form.addEventListener("submit", function () { window.clearTimeout(timer); });
+
   form.addEventListener("input", function (event) {
     if (!event.target.classList || !event.target.classList.contains("js-repeat")) { return; }
     window.clearTimeout(timer);

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 15:56:55.645436
+Create Date: 2026-11-26 16:04:03.906051
 """
 
 from alembic import op
