@@ -30,11 +30,12 @@ run: install
 	@echo ""
 	$(BIN)/fengqiao serve --host $(HOST) --port $(PORT)
 
-# Debian's chromium drives the e2e tests (Playwright cannot download its own browser here).
+# Debian's chromium drives the e2e tests (Playwright cannot download its own browser here);
+# a CJK font makes the screenshots readable.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "e2e tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	  else echo "e2e tests need Debian's chromium and a CJK font: sudo apt-get install chromium fonts-wqy-microhei"; exit 1; fi; }
 
 lint: dev
 	$(BIN)/ruff check .
