@@ -65,7 +65,9 @@ def summary(samples: list[float]) -> dict[str, float]:
 def report(name: str, rows: list[dict[str, Any]], notes: list[str] | None = None) -> None:
     """Print a table and write it with the machine description to bench/results/<name>.json."""
     info = machine()
-    print(f"\n== {name} ==  ({info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']})")
+    print(
+        f"\n== {name} ==  ({info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']})"
+    )
     if rows:
         keys = list(rows[0].keys())
         widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
@@ -76,5 +78,10 @@ def report(name: str, rows: list[dict[str, Any]], notes: list[str] | None = None
         print(note)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(
-        json.dumps({"machine": info, "rows": rows, "notes": notes or []}, ensure_ascii=False, indent=2, default=str)
+        json.dumps(
+            {"machine": info, "rows": rows, "notes": notes or []},
+            ensure_ascii=False,
+            indent=2,
+            default=str,
+        )
     )

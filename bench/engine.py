@@ -60,6 +60,8 @@ def raw_cycle_ms(runs: int) -> dict[str, float]:
 
 def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, int]]:
     """POST /api/v1/tasks/{id}/complete through the WSGI app in process, on a SQLite file."""
+    from sqlalchemy import event, select
+
     from engine.bootstrap import build_services
     from engine.clock import SettableClock
     from engine.config import Settings
@@ -68,12 +70,14 @@ def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, int]]:
     from engine.services import demo
     from engine.services.access import SYSTEM
     from engine.services.cases import start_case
-    from sqlalchemy import event, select
     from web.app import create_app
 
     folder = Path(tempfile.mkdtemp(prefix="fq-bench-"))
     settings = Settings.from_env(
-        {}, instance_dir=str(folder), database_url=f"sqlite:///{folder / 'bench.db'}", log_level="WARNING"
+        {},
+        instance_dir=str(folder),
+        database_url=f"sqlite:///{folder / 'bench.db'}",
+        log_level="WARNING",
     )
     clock = SettableClock(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
     services = build_services(settings, clock, deploy=False)
@@ -85,13 +89,21 @@ def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, int]]:
         street = uow.session.scalar(select(Unit.id).where(Unit.code == "S01"))
         for i in range(cases):
             start_case(
-                services, uow, SYSTEM, services.case_types.get("bench_chain"),
-                unit_id=street, data={}, title=f"bench {i}", now=clock.now(),
+                services,
+                uow,
+                SYSTEM,
+                services.case_types.get("bench_chain"),
+                unit_id=street,
+                data={},
+                title=f"bench {i}",
+                now=clock.now(),
             )
         uow.commit()
     app = create_app(services=services)
     client = app.test_client()
-    token = client.post("/api/v1/auth/token", json={"username": "handler", "password": "demo1234"}).get_json()
+    token = client.post(
+        "/api/v1/auth/token", json={"username": "handler", "password": "demo1234"}
+    ).get_json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     statements = {"count": 0}
 
@@ -102,7 +114,7 @@ def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, int]]:
     samples: list[float] = []
     completions = 0
     for step in range(1, STEPS + 1):
-        listing = client.get(f"/api/v1/tasks?per_page=200&page=1", headers=headers).get_json()
+        listing = client.get("/api/v1/tasks?per_page=200&page=1", headers=headers).get_json()
         ids = [t["id"] for t in listing["items"]]
         page = 2
         while len(ids) < listing["total"]:
@@ -112,14 +124,19 @@ def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, int]]:
         before = statements["count"]
         for task_id in ids:
             start = time.perf_counter()
-            resp = client.post(f"/api/v1/tasks/{task_id}/complete", json={"data": form(step)}, headers=headers)
+            resp = client.post(
+                f"/api/v1/tasks/{task_id}/complete", json={"data": form(step)}, headers=headers
+            )
             samples.append((time.perf_counter() - start) * 1000)
             if resp.status_code != 200:
                 raise SystemExit(f"completion failed: {resp.status_code} {resp.get_json()}")
         completions += len(ids)
         statements["per_completion"] = round((statements["count"] - before) / max(len(ids), 1))
     services.engine.dispose()
-    return summary(samples[STEPS * 5 :]), {"completions": completions, "sql_per_completion": statements["per_completion"]}
+    return summary(samples[STEPS * 5 :]), {
+        "completions": completions,
+        "sql_per_completion": statements["per_completion"],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

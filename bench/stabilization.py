@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event, func, select, text
 
-from bench.common import report
+from bench.common import machine, report
 from engine.bootstrap import Services, build_services
 from engine.clock import LOCAL_TZ, SettableClock
 from engine.config import Settings
@@ -69,6 +69,31 @@ def sample(func: Any, runs: int) -> tuple[list[float], list[float]]:
         wall.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.process_time() - c0) * 1000)
     return wall, cpu
+
+
+def interleaved(func: Any, control: Any, runs: int) -> tuple[list[float], list[float], list[float]]:
+    """Wall and CPU ms of `func`, and wall ms of `control`, sampled alternately."""
+    for _ in range(5):
+        func()
+        control()
+    wall, cpu, ref = [], [], []
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        func()
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+        t0 = time.perf_counter()
+        control()
+        ref.append((time.perf_counter() - t0) * 1000)
+    return wall, cpu, ref
+
+
+def ref_id(n: int) -> str:
+    """A valid (GB 11643) ID number for the n-th control person."""
+    from engine.domain.text import id_check_character
+
+    first17 = f"33068119800101{n % 1000:03d}"
+    return first17 + id_check_character(first17)
 
 
 def at(day: date) -> datetime:
@@ -164,32 +189,9 @@ def new_person(
     return kp
 
 
-def warm_up(services: Services, clock: SettableClock, weeks: int = 12) -> None:
-    """Run a throwaway person through every path before START, then sign the file off, so
-    that cycle 1 of the measured person is not paying for cold caches."""
-    first = START - timedelta(days=7 * (weeks + 1))
-    clock.set(at(first))
-    kp = new_person(services, first, name="预热", id_number="110105194912310038")
+def sign_off(services: Services, kp: dict[str, Any], day: date) -> None:
+    """Propose, approve and verify the file's closure on `day` (销号)."""
     handler, leader = actor(services, "handler_sfs"), actor(services, "leader")
-    for week in range(weeks):
-        day = first + timedelta(days=7 * week)
-        clock.set(at(day))
-        stabilization.run_stabilization_jobs(services, at(day))
-        contact = open_task(services, kp["case_id"], "record_contact")
-        assert contact is not None
-        tasks.complete_task(
-            services,
-            handler,
-            contact,
-            {
-                "contacted_on": day.isoformat(),
-                "method": "phone",
-                "situation": "平稳",
-                "risk_signal": "none",
-            },
-        )
-    day = first + timedelta(days=7 * weeks)
-    clock.set(at(day))
     steps = [
         (
             "propose_closure",
@@ -216,6 +218,35 @@ def warm_up(services: Services, clock: SettableClock, weeks: int = 12) -> None:
         task_id = open_task(services, kp["case_id"], bpmn_id)
         assert task_id is not None, bpmn_id
         tasks.complete_task(services, who, task_id, form)
+
+
+def warm_up(services: Services, clock: SettableClock, weeks: int = 12) -> None:
+    """Run a throwaway person through every path before START, then sign the file off, so
+    that cycle 1 of the measured person is not paying for cold caches."""
+    first = START - timedelta(days=7 * (weeks + 1))
+    clock.set(at(first))
+    kp = new_person(services, first, name="预热", id_number="110105194912310038")
+    handler = actor(services, "handler_sfs")
+    for week in range(weeks):
+        day = first + timedelta(days=7 * week)
+        clock.set(at(day))
+        stabilization.run_stabilization_jobs(services, at(day))
+        contact = open_task(services, kp["case_id"], "record_contact")
+        assert contact is not None
+        tasks.complete_task(
+            services,
+            handler,
+            contact,
+            {
+                "contacted_on": day.isoformat(),
+                "method": "phone",
+                "situation": "平稳",
+                "risk_signal": "none",
+            },
+        )
+    day = first + timedelta(days=7 * weeks)
+    clock.set(at(day))
+    sign_off(services, kp, day)
     clock.set(at(START))
 
 
@@ -287,9 +318,18 @@ def main() -> None:
                 "risk_signal": "none",
             }
             if cycle in checkpoints:
-                # The same recording, done and rolled back SAMPLES times on this cycle's state.
-                wall, cpu = sample(
-                    lambda c=contact, f=form: tasks.complete_task(dry, handler, c, f), SAMPLES
+                # The same recording, done and rolled back SAMPLES times on this cycle's state,
+                # interleaved with the first recording of a brand-new file (the control): the
+                # ratio of the two cancels out whatever else the machine is doing meanwhile.
+                ref = new_person(services, day, name=f"对照{cycle}", id_number=ref_id(cycle))
+                stabilization.open_contact_cycles(services, now)
+                ref_contact = open_task(services, ref["case_id"], "record_contact")
+                assert ref_contact is not None
+                ref_form = {**form, "situation": "对照"}
+                wall, cpu, ref_wall = interleaved(
+                    lambda c=contact, f=form: tasks.complete_task(dry, handler, c, f),
+                    lambda c=ref_contact, f=ref_form: tasks.complete_task(dry, handler, c, f),
+                    SAMPLES,
                 )
                 statements: list[str] = []
 
@@ -299,7 +339,10 @@ def main() -> None:
                 event.listen(services.engine, "before_cursor_execute", count)
                 tasks.complete_task(dry, handler, contact, form)
                 event.remove(services.engine, "before_cursor_execute", count)
+                tasks.complete_task(services, handler, ref_contact, ref_form)
+                sign_off(services, ref, day)
                 measured[cycle] = {
+                    "ref_wall": ref_wall,
                     "wall": wall,
                     "cpu": cpu,
                     "tick": tick,
@@ -333,6 +376,7 @@ def main() -> None:
     for c in checkpoints:
         m = measured[c]
         wall, cpu = statistics.median(m["wall"]), statistics.median(m["cpu"])
+        ratio = statistics.median(w / r for w, r in zip(m["wall"], m["ref_wall"], strict=True))
         rows.append(
             {
                 "cycle": c,
@@ -341,6 +385,7 @@ def main() -> None:
                 "cpu_ms": round(cpu, 2),
                 "vs_cycle_1": f"{wall / base_wall:.2f}x",
                 "cpu_vs_cycle_1": f"{cpu / base_cpu:.2f}x",
+                "vs_new_file": f"{ratio:.2f}x",
                 "sql_statements": m["sql"],
                 "commit_ms": round(commit_ms[c - 1], 2),
                 "tick_ms": round(m["tick"], 2),
@@ -365,11 +410,19 @@ def main() -> None:
         "tick_ms: the stabilization scheduler job for that week (opens the cycle)",
         "state: serialized workflow state + case data of the person's case and of the latest "
         "contact instance; the contact ledger rows grow by one a week, by design",
-        f"flat within ±{FLAT:.0%} of cycle 1 — recording cost (median): "
-        f"{flat([r['record_contact_ms'] for r in rows])}, (CPU): "
+        "vs_new_file: median ratio, sample by sample, of this recording to the first recording "
+        "of a brand-new file measured alternately at the same moment (load-independent)",
+        f"flat within ±{FLAT:.0%} of cycle 1 — recording cost vs a new file: "
+        f"{flat([float(r['vs_new_file'][:-1]) for r in rows])}, (median): "
+        f"{flat([r['record_contact_ms'] for r in rows])}, (min): "
+        f"{flat([r['min_ms'] for r in rows])}, (CPU): "
         f"{flat([r['cpu_ms'] for r in rows])}; stored state: "
         f"{flat([float(measured[c]['live_state_bytes']) for c in checkpoints])}",
     ]
+    info = machine()
+    print(
+        f"machine: {info['platform']}, Python {info['python']}, {info['cores']} CPUs, {info['cpu']}"
+    )
     report(
         "stabilization" if backend == "sqlite" else f"stabilization_{backend.split('+')[0]}",
         rows,

@@ -282,3 +282,9 @@ def restore(file: str, yes: bool) -> None:
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"database restored from {file}: {where}")
+
+
+from web.cli_reports import import_group, report  # noqa: E402  (issue 8: year-end figures, imports)
+
+main.add_command(report)
+main.add_command(import_group)

@@ -115,6 +115,18 @@ KPI_DEFINITIONS: Mapping[str, KpiDefinition] = MappingProxyType(
             "按期上报（含零报告）的单位数 / 应上报单位数。",
             "Units that reported (incl. zero reports) by the due day / units due.",
         ),
+        "zero_reports": KpiDefinition(
+            "零报告数",
+            "Zero reports",
+            "期间内到期的月度排查中，已上报（含待签批）零报告的单位数。",
+            "Monthly rounds due in the period reported (submitted or signed) as zero reports.",
+        ),
+        "hazards_found": KpiDefinition(
+            "排查发现隐患数",
+            "Hazards found",
+            "期间内排查发现（按发现日期）并登记入台账的矛盾纠纷隐患数。",
+            "Hazards entered in the ledger with a found date in the period.",
+        ),
         "hazard_signoff_rate": KpiDefinition(
             "隐患化解销号率",
             "Hazard sign-off rate",
@@ -132,6 +144,36 @@ KPI_DEFINITIONS: Mapping[str, KpiDefinition] = MappingProxyType(
             "Leader ownership resolution rate",
             "已化解的包案件数 / 领导包案件数。",
             "Key-person cases resolved / key-person cases owned by a leader.",
+        ),
+        "key_persons_registered": KpiDefinition(
+            "新增重点人员",
+            "Key persons registered",
+            "期间内登记（按登记日期）的重点信访人员数。",
+            "Key petitioners registered with a registration date in the period.",
+        ),
+        "key_persons_under_control_high": KpiDefinition(
+            "稳控中重点人员（高风险）",
+            "Key persons under control (high risk)",
+            "截至期末未销号、期末风险等级为高的重点人员数。",
+            "Key persons not signed off at the period's end whose risk level then was high.",
+        ),
+        "key_persons_under_control_medium": KpiDefinition(
+            "稳控中重点人员（中风险）",
+            "Key persons under control (medium risk)",
+            "截至期末未销号、期末风险等级为中的重点人员数。",
+            "Key persons not signed off at the period's end whose risk level then was medium.",
+        ),
+        "key_persons_under_control_low": KpiDefinition(
+            "稳控中重点人员（低风险）",
+            "Key persons under control (low risk)",
+            "截至期末未销号、期末风险等级为低的重点人员数。",
+            "Key persons not signed off at the period's end whose risk level then was low.",
+        ),
+        "key_persons_signed_off": KpiDefinition(
+            "重点人员销号数",
+            "Key persons signed off",
+            "期间内销号（按销号日期）的重点人员数。",
+            "Key-person files signed off with a sign-off date in the period.",
         ),
     }
 )

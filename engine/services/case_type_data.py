@@ -43,7 +43,7 @@ from engine.errors import NotFoundError, ValidationError
 from engine.persistence.db import UnitOfWork
 from engine.persistence.models import Case, CaseTypeDefinition, Deadline, Task, Unit
 from engine.services.case_types import CaseType, CaseTypeRegistry, HookContext
-from engine.services.reports import Figure, Period, register_section
+from engine.services.reports import Figure, Period, register_labels, register_section
 from engine.workflow import (
     Definition,
     FormField,
@@ -1429,6 +1429,7 @@ def kpi_labels(uow: UnitOfWork) -> dict[str, dict[str, str]]:
 
 
 register_section("case_types_data", case_type_figures)
+register_labels(kpi_labels)
 
 __all__ = [
     "FORMAT",

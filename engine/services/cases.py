@@ -127,7 +127,9 @@ def apply_snapshot(
     live = {t.id for t in snapshot.tasks}
     known = {row.spiff_id for row in open_rows}
     for row in open_rows:
-        if row.spiff_id not in live:
+        # The session does not autoflush: a task completed in this transaction still comes
+        # back from the query above, with its new status in memory. Leave it completed.
+        if row.status == "open" and row.spiff_id not in live:
             row.status = "cancelled"
             row.completed_at = now
     created: list[Task] = []

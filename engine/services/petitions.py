@@ -93,10 +93,12 @@ REVIEW_TYPE = "petition_review"
 REVIEW_PREFIX = "FC"  # 复查/复核
 MAX_REPRESENTATIVES = 5  # 信访工作条例 Art. 18: a group visit chooses at most 5 representatives
 MAX_PER_PAGE = 200
-# Bounds of the process's two loops (SPIFFWORKFLOW.md trap 8): extension requests after a
-# refusal, and returns of a draft reply. The law allows one approved extension (Art. 34).
-MAX_EXTENSION_REQUESTS = 3
-MAX_REPLY_RETURNS = 20
+# Bounds of the process's two loops (SPIFFWORKFLOW.md trap 8: a loop grows the task tree and
+# stalls at ~334 iterations): extension requests after a refusal, and returns of a draft
+# reply. The BPMN loop-back flows carry the same numbers (`extension_round <= 3`,
+# `reply_returns <= 20`). The law allows one approved extension (信访工作条例 Art. 34).
+MAX_EXTENSION_REQUESTS = 3  # requests per petition, refused ones included
+MAX_REPLY_RETURNS = 20  # returns of a draft reply before the street must coordinate
 
 # Petition statuses with their labels (zh, en).
 STATUS_LABELS: Mapping[str, tuple[str, str]] = {
@@ -656,8 +658,11 @@ class PetitionHooks:
                     "request_extension": [
                         _msg(
                             actor,
-                            f"At most {MAX_EXTENSION_REQUESTS} extension requests per petition.",
-                            f"每件最多申请延期{MAX_EXTENSION_REQUESTS}次。",
+                            f"At most {MAX_EXTENSION_REQUESTS} extension requests per petition: "
+                            "too many requests; reply within the deadline or escalate to the "
+                            "street for coordination.",
+                            f"每件最多申请延期{MAX_EXTENSION_REQUESTS}次，申请次数已达上限，"
+                            "请在期限内办结或报街道协调。",
                         )
                     ]
                 },
@@ -764,8 +769,11 @@ class PetitionHooks:
                         "approve": [
                             _msg(
                                 ctx.actor,
-                                f"The reply was returned {MAX_REPLY_RETURNS} times already.",
-                                f"处理意见已退回{MAX_REPLY_RETURNS}次。",
+                                f"The reply was already returned {MAX_REPLY_RETURNS} times "
+                                "(the limit): too many returns; escalate to the street for "
+                                "coordination.",
+                                f"处理意见已退回{MAX_REPLY_RETURNS}次，退回次数已达上限，"
+                                "请报街道协调。",
                             )
                         ]
                     },

@@ -4,7 +4,7 @@ Each capability registers a section that computes its figures with SQL aggregati
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -31,12 +31,28 @@ class Period:
 Figure = Ratio | int | None
 Section = Callable[[UnitOfWork, Period], dict[str, Figure]]
 SECTIONS: list[tuple[str, Section]] = []
+# Labels of figures KPI_DEFINITIONS does not know (data-declared KPIs): key -> {"zh", "en"},
+# optionally "definition_zh"/"definition_en".
+Labels = Mapping[str, Mapping[str, str]]
+LabelSource = Callable[[UnitOfWork], Labels]
+LABEL_SOURCES: list[LabelSource] = []
 
 
 def register_section(name: str, section: Section) -> None:
     """Add a capability's KPI section (petitions, screening, key persons)."""
     if all(n != name for n, _ in SECTIONS):
         SECTIONS.append((name, section))
+
+
+def register_labels(source: LabelSource) -> None:
+    """Add a source of labels for figures without a KPI_DEFINITIONS entry."""
+    if source not in LABEL_SOURCES:
+        LABEL_SOURCES.append(source)
+
+
+def figure_labels(uow: UnitOfWork) -> dict[str, Mapping[str, str]]:
+    """The labels every registered source gives, for figure_view."""
+    return {key: label for source in LABEL_SOURCES for key, label in source(uow).items()}
 
 
 def resolve_period(
@@ -62,9 +78,12 @@ def resolve_period(
     return Period(date_from, date_to, unit.id, unit.path)
 
 
-def figure_view(key: str, figure: Figure, lang: str = "zh") -> dict[str, Any]:
+def figure_view(
+    key: str, figure: Figure, lang: str = "zh", labels: Labels | None = None
+) -> dict[str, Any]:
     """A figure with its numerator, denominator and one-line definition."""
     definition = KPI_DEFINITIONS.get(key)
+    declared = (labels or {}).get(key)
     view: dict[str, Any] = {"key": key}
     if definition is not None:
         view.update(
@@ -72,6 +91,9 @@ def figure_view(key: str, figure: Figure, lang: str = "zh") -> dict[str, Any]:
             definition_zh=definition.definition_zh,
             definition_en=definition.definition_en,
         )
+    elif declared is not None:
+        view["label"] = declared.get("en" if lang == "en" else "zh") or key
+        view.update({k: declared[k] for k in ("definition_zh", "definition_en") if declared.get(k)})
     if isinstance(figure, Ratio):
         view.update(figure.as_dict())
         view["display"] = figure.percent()
@@ -88,9 +110,10 @@ def figure_view(key: str, figure: Figure, lang: str = "zh") -> dict[str, Any]:
 def kpi_report(uow: UnitOfWork, period: Period, lang: str = "zh") -> dict[str, Any]:
     """Every registered section's figures for the period."""
     kpis: dict[str, Any] = {}
+    labels = figure_labels(uow)
     for _name, section in SECTIONS:
         for key, figure in section(uow, period).items():
-            kpis[key] = figure_view(key, figure, lang)
+            kpis[key] = figure_view(key, figure, lang, labels)
     return {
         "from": period.date_from,
         "to": period.date_to,

@@ -61,6 +61,11 @@ ROUND_STATUSES = ("open", "submitted", "signed", "overdue")
 ESCALATION_TARGETS = ("petition", "key_person")
 OPEN_BATCH = 500  # rounds started per transaction when a month opens
 MAX_PER_PAGE = 200
+# Bounds of the two rework loops (SPIFFWORKFLOW.md trap 8: a loop grows the task tree and
+# stalls at ~334 iterations). The BPMN loop-back flows carry the same numbers
+# (`sign_returns <= 10`, `closure_rejections <= 10`); past them the street coordinates.
+MAX_SIGN_RETURNS = 10  # a unit head sends one month's report back at most 10 times
+MAX_CLOSURE_REJECTIONS = 10  # confirmation + sign-off rejections of one hazard, together
 
 
 # -- months and dates -------------------------------------------------------------------------
@@ -1172,6 +1177,23 @@ def _date_field(data: Mapping[str, Any], name: str) -> date:
     return value
 
 
+def _count_return(
+    ctx: HookContext, case: Case, counter: str, limit: int, field: str, what_en: str, what_zh: str
+) -> dict[str, Any]:
+    """One more return on `counter` in the task data; 422 on `field` past `limit`."""
+    done = int(case.data.get(counter) or 0)
+    if done >= limit:
+        english = ctx.actor.language.startswith("en")
+        message = (
+            f"{what_en} was already sent back {limit} times (the limit): too many returns; "
+            "escalate to the street for coordination."
+            if english
+            else f"{what_zh}已退回{limit}次，退回次数已达上限，请报街道协调。"
+        )
+        raise ValidationError("too many returns", {field: [message]})
+    return {counter: done + 1}
+
+
 def _require_reason(data: Mapping[str, Any], flag: str, reason: str) -> None:
     if not data.get(flag) and not str(data.get(reason) or "").strip():
         raise ValidationError(
@@ -1230,6 +1252,16 @@ class ScreeningRoundHooks:
                 field="signed_on",
             )
             _require_reason(data, "approve", "sign_comment")
+            if not data.get("approve"):
+                return _count_return(
+                    ctx,
+                    case,
+                    "sign_returns",
+                    MAX_SIGN_RETURNS,
+                    "approve",
+                    "This report",
+                    "本月报告",
+                )
         return {}
 
     def after_complete(
@@ -1298,6 +1330,8 @@ class HazardHooks:
                 field="confirmed_on",
             )
             _require_reason(data, "confirm", "confirm_comment")
+            if not data.get("confirm"):
+                return self._count_rejection(ctx, case, "confirm")
         elif task.bpmn_id == "approve_closure":
             if ctx.actor.user_id == hazard.closure_requested_by_id:
                 raise PermissionDeniedError(
@@ -1310,7 +1344,21 @@ class HazardHooks:
                 field="signed_off_on",
             )
             _require_reason(data, "approve", "approve_comment")
+            if not data.get("approve"):
+                return self._count_rejection(ctx, case, "approve")
         return {}
+
+    @staticmethod
+    def _count_rejection(ctx: HookContext, case: Case, field: str) -> dict[str, Any]:
+        return _count_return(
+            ctx,
+            case,
+            "closure_rejections",
+            MAX_CLOSURE_REJECTIONS,
+            field,
+            "This closure request",
+            "销号申请",
+        )
 
     def after_complete(
         self, ctx: HookContext, case: Case, task: Task, data: Mapping[str, Any], snapshot: Snapshot

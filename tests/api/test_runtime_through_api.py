@@ -92,8 +92,17 @@ def test_case_runs_end_to_end_through_gateway_and_forms(
         f"/api/v1/tasks/{nxt[0]['id']}/complete", json={"data": {}}, headers=auth("leader")
     )
     assert finish.status_code == 200, finish.get_json()
+    assert finish.get_json()["task"]["status"] == "completed"
     final = client.get(f"/api/v1/cases/{case['id']}", headers=auth("clerk")).get_json()
     assert final["status"] == "completed"
+    with services.uow() as uow:
+        statuses = uow.session.execute(
+            select(Task.bpmn_id, Task.status, Task.completed_by_id)
+            .where(Task.case_id == case["id"])
+            .order_by(Task.id)
+        ).all()
+    assert [(b, s) for b, s, _ in statuses] == [("review", "completed"), ("approve", "completed")]
+    assert all(by is not None for _, _, by in statuses)
     assert final["open_tasks"] == []
     actions = [e["action"] for e in final["timeline"]]
     assert actions == ["case.started", "task.claimed", "task.completed", "task.completed"]

@@ -76,12 +76,18 @@ def test_demo_seeds_the_street_once_and_tick_runs_every_job(cli: Any, tmp_path: 
     assert cli("tick", "--now", "not-a-time", ok=False).exit_code == 2
 
 
-def test_audit_verify_reports_the_first_broken_link_after_tampering(cli: Any, tmp_path: Path) -> None:
+def test_audit_verify_reports_the_first_broken_link_after_tampering(
+    cli: Any, tmp_path: Path
+) -> None:
     cli("demo", "--no-cases")
     assert "every chain intact" in cli("audit", "verify").output
     engine = create_engine(f"sqlite:///{tmp_path / 'cli.db'}")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE audit_events SET action = 'user.deleted' WHERE seq = 5 AND stream = 'system'"))
+        conn.execute(
+            text(
+                "UPDATE audit_events SET action = 'user.deleted' WHERE seq = 5 AND stream = 'system'"
+            )
+        )
     broken = cli("audit", "verify", ok=False)
     assert broken.exit_code == 1
     assert "BROKEN system at seq 5: entry edited" in broken.output

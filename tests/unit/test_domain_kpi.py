@@ -53,9 +53,16 @@ def test_every_kpi_has_one_line_definitions_in_both_languages() -> None:
         "supervised",
         "overdue_open",
         "screening_report_timeliness",
+        "zero_reports",
+        "hazards_found",
         "hazard_signoff_rate",
         "hazards_overdue",
         "leader_ownership_resolution_rate",
+        "key_persons_registered",
+        "key_persons_under_control_high",
+        "key_persons_under_control_medium",
+        "key_persons_under_control_low",
+        "key_persons_signed_off",
     }
     assert set(KPI_DEFINITIONS) == expected
     for definition in KPI_DEFINITIONS.values():

@@ -16,6 +16,7 @@ MODULES = [
     "web.api.screening",
     "web.api.petitions",
     "web.api.stabilization",
+    "web.api.reports_annual",
 ]
 
 

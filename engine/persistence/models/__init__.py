@@ -22,6 +22,7 @@ from engine.persistence.models.core import (
     UTCDateTime,
 )
 from engine.persistence.models.definitions import CaseTypeDefinition
+from engine.persistence.models.imports import PetitionImport
 from engine.persistence.models.notifications import NotificationPreference
 from engine.persistence.models.petitions import (
     Petition,
@@ -49,13 +50,13 @@ from engine.persistence.models.stabilization import (
 )
 
 __all__ = [
-    "CaseTypeDefinition",
     "AuditEvent",
     "AuditHead",
     "Base",
     "CalendarDay",
     "CalendarYear",
     "Case",
+    "CaseTypeDefinition",
     "Counter",
     "Deadline",
     "DeadlineWarning",
@@ -74,6 +75,7 @@ __all__ = [
     "NotificationPreference",
     "OutboxMessage",
     "Petition",
+    "PetitionImport",
     "PetitionReview",
     "PetitionSupervision",
     "Petitioner",

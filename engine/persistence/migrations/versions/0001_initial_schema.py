@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:04:03.906051
+Create Date: 2026-11-26 16:15:40.935454
 """
 
 from alembic import op
@@ -664,6 +664,21 @@ def upgrade() -> None:
     with op.batch_alter_table('key_person_risk_entries', schema=None) as batch_op:
         batch_op.create_index('ix_key_person_risk_entries_person_date', ['key_person_id', 'assessed_on'], unique=False)
 
+    op.create_table('petition_imports',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('natural_key', sa.String(length=64), nullable=False),
+    sa.Column('petition_id', sa.Integer(), nullable=False),
+    sa.Column('source_file', sa.String(length=255), nullable=False),
+    sa.Column('source_row', sa.Integer(), nullable=False),
+    sa.Column('source_ref', sa.String(length=100), nullable=True),
+    sa.Column('imported_by_id', sa.Integer(), nullable=True),
+    sa.Column('imported_at', engine.persistence.models.core.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['imported_by_id'], ['users.id'], name=op.f('fk_petition_imports_imported_by_id_users')),
+    sa.ForeignKeyConstraint(['petition_id'], ['petitions.case_id'], name=op.f('fk_petition_imports_petition_id_petitions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_petition_imports')),
+    sa.UniqueConstraint('natural_key', name=op.f('uq_petition_imports_natural_key')),
+    sa.UniqueConstraint('petition_id', name=op.f('uq_petition_imports_petition_id'))
+    )
     op.create_table('petition_reviews',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('petition_id', sa.Integer(), nullable=False),
@@ -808,6 +823,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_petition_reviews_case_id'))
 
     op.drop_table('petition_reviews')
+    op.drop_table('petition_imports')
     with op.batch_alter_table('key_person_risk_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_key_person_risk_entries_person_date')
 
