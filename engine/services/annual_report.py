@@ -27,7 +27,7 @@ from engine.persistence.db import UnitOfWork
 from engine.persistence.models import Hazard, MediationAgreement, Petition, Reception, Unit
 from engine.services import reports
 from engine.services.access import Actor
-from engine.services.reports import Figure, Period, register_section
+from engine.services.reports import Figure, Period, register_definitions, register_section
 
 MIN_YEAR = 2000
 MAX_YEAR = 2100
@@ -221,6 +221,7 @@ def activity_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
 
 
 register_section("annual_activity", activity_figures)
+register_definitions(FIGURE_DEFINITIONS)
 
 
 def breakdowns(uow: UnitOfWork, period: Period) -> dict[str, dict[str, int]]:
@@ -345,9 +346,24 @@ def year_period(
     return AnnualPeriod(year, period, complete=last == date(year, 12, 31))
 
 
-def _figure(key: str, figure: Figure, lang: str) -> dict[str, Any]:
-    definition = definition_of(key)
-    view: dict[str, Any] = {"key": key, "kind": "count"}
+def _declared(key: str, labels: Mapping[str, Mapping[str, str]]) -> KpiDefinition | None:
+    """A KPI declared by a deployed case type (issue 11): its labels, a generic definition."""
+    label = labels.get(key)
+    if label is None:
+        return None
+    return KpiDefinition(
+        label["zh"],
+        label["en"],
+        f"按已部署案件类型声明的口径统计的“{label['zh']}”。",
+        f"'{label['en']}' as declared by its deployed case type.",
+    )
+
+
+def _figure(
+    key: str, figure: Figure, lang: str, declared: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    definition = definition_of(key) or _declared(key, declared or {})
+    view: dict[str, Any] = {"key": key, "kind": "count", "items": []}
     if definition is not None:
         view.update(
             label=definition.label_en if lang == "en" else definition.label_zh,
@@ -426,7 +442,10 @@ def build_annual_report(uow: UnitOfWork, annual: AnnualPeriod, lang: str = "zh")
             {"key": key, "title": en if lang == "en" else zh, "title_zh": zh, "title_en": en,
              "figures": items}
         )  # fmt: skip
-    others = [_figure(k, v, lang) for k, v in figures.items() if k not in placed]
+    from engine.services.case_type_data import kpi_labels
+
+    declared = kpi_labels(uow)
+    others = [_figure(k, v, lang, declared) for k, v in figures.items() if k not in placed]
     if others:
         groups.append(
             {"key": "other", "title": "Other figures" if lang == "en" else "其他指标",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import ColumnElement, and_, or_, true
+
+from engine.persistence.models import Case
+from engine.services.access import Actor
+
 if TYPE_CHECKING:
     from engine.bootstrap import Services
     from engine.persistence.db import UnitOfWork
-    from engine.persistence.models import Case, Task
-    from engine.services.access import Actor
+    from engine.persistence.models import Task
     from engine.workflow import HumanTask, Snapshot
 
 
@@ -84,6 +88,13 @@ class CaseTypeRegistry:
         # Consulted for names no code registered: case types deployed as data (issue 11).
         self._resolvers: list[Callable[[str], CaseType | None]] = []
 
+    def restrict(
+        self, names: Iterable[str], condition: Callable[[Actor], ColumnElement[bool]]
+    ) -> None:
+        """Let only actors for whom `condition(actor)` holds see cases of these types."""
+        for name in names:
+            _RESTRICTIONS[name] = condition
+
     def add_resolver(self, resolver: Callable[[str], CaseType | None]) -> None:
         """Also look case types up in `resolver` (e.g. the deployed case-type data)."""
         self._resolvers.append(resolver)
@@ -106,6 +117,30 @@ class CaseTypeRegistry:
     def all(self) -> list[CaseType]:
         """Registered case types."""
         return list(self._types.values())
+
+
+# Case types whose cases only some people may see (key-person files): a SQL condition on Case
+# per actor, applied on top of unit scope by every generic case and task read. Code defines
+# these rules, so they are the same for every registry in the process.
+_RESTRICTIONS: dict[str, Callable[[Actor], ColumnElement[bool]]] = {}
+
+
+def is_restricted(case_type: str) -> bool:
+    """Whether cases of this type have their own visibility rule."""
+    return case_type in _RESTRICTIONS
+
+
+def case_visibility(actor: Actor) -> ColumnElement[bool]:
+    """SQL condition on Case: unrestricted types, or restricted ones the actor may see."""
+    if not _RESTRICTIONS:
+        return true()
+    by_condition: dict[Callable[[Actor], ColumnElement[bool]], list[str]] = {}
+    for name, condition in _RESTRICTIONS.items():
+        by_condition.setdefault(condition, []).append(name)
+    return or_(
+        Case.case_type.not_in(list(_RESTRICTIONS)),
+        *[and_(Case.case_type.in_(names), cond(actor)) for cond, names in by_condition.items()],
+    )
 
 
 def build_case_types() -> CaseTypeRegistry:

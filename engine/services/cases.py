@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from engine.persistence.db import UnitOfWork
 from engine.persistence.models import AuditEvent, Case, Counter, Deadline, Task, Timer, Unit, User
 from engine.services.access import Actor, unit_scope
 from engine.services.audit import record_case_event
-from engine.services.case_types import CaseType, HookContext
+from engine.services.case_types import CaseType, HookContext, case_visibility
 from engine.workflow import DataKeyError, Snapshot
 
 CLOSED_STATUSES = frozenset({"completed", "cancelled", "terminated"})
@@ -91,14 +92,32 @@ def start_case(
         detail={"case_type": case_type.name, "definition": deployed.definition.sha256[:12]},
     )
     ctx = HookContext(services, uow, actor, now)
-    apply_snapshot(ctx, case, case_type, snapshot)
+    apply_snapshot(ctx, case, case_type, snapshot, loaded=NEW_CASE)
     return case, snapshot
 
 
+@dataclass(frozen=True)
+class LoadedRows:
+    """A case's open task rows and its timer row, already read by the caller's query."""
+
+    open_tasks: Sequence[Task]
+    timer: Timer | None
+
+
+NEW_CASE = LoadedRows(open_tasks=(), timer=None)
+
+
 def apply_snapshot(
-    ctx: HookContext, case: Case, case_type: CaseType, snapshot: Snapshot
+    ctx: HookContext,
+    case: Case,
+    case_type: CaseType,
+    snapshot: Snapshot,
+    *,
+    loaded: LoadedRows | None = None,
 ) -> list[Task]:
-    """Write a snapshot back: state, status, task rows and the timer row; return new tasks."""
+    """Write a snapshot back: state, status, task rows and the timer row; return new tasks.
+
+    `loaded` spares the two reads of the open tasks and the timer when the caller has them."""
     uow, now = ctx.uow, ctx.now
     session = uow.session
     case.state = snapshot.state
@@ -119,11 +138,14 @@ def apply_snapshot(
             detail={"error": snapshot.error},
         )
 
-    open_rows = (
-        session.scalars(select(Task).where(Task.case_id == case.id, Task.status == "open")).all()
-        if case.id is not None
-        else []
-    )
+    if loaded is not None:
+        open_rows: Sequence[Task] = loaded.open_tasks
+    elif case.id is not None:
+        open_rows = session.scalars(
+            select(Task).where(Task.case_id == case.id, Task.status == "open")
+        ).all()
+    else:
+        open_rows = []
     live = {t.id for t in snapshot.tasks}
     known = {row.spiff_id for row in open_rows}
     for row in open_rows:
@@ -152,7 +174,7 @@ def apply_snapshot(
         session.add(row)
         created.append(row)
 
-    timer = session.get(Timer, case.id)
+    timer = loaded.timer if loaded is not None else session.get(Timer, case.id)
     if snapshot.next_timer_at is not None:
         if timer is None:
             session.add(Timer(case_id=case.id, fire_at=snapshot.next_timer_at))
@@ -179,8 +201,9 @@ def _resolve_assignee(uow: UnitOfWork, assignee: str | None) -> int | None:
 
 def get_case_row(uow: UnitOfWork, actor: Actor, case_id: int) -> Case:
     """A case inside the caller's scope, else NotFoundError (404: never reveal it exists)."""
+    visible = case_visibility(actor)
     case = uow.session.scalars(
-        select(Case).where(Case.id == case_id, unit_scope(actor, Case.unit_id))
+        select(Case).where(Case.id == case_id, unit_scope(actor, Case.unit_id), visible)
     ).first()
     if case is None:
         # The case may sit outside the caller's units but hold a task for one of them.
@@ -188,6 +211,7 @@ def get_case_row(uow: UnitOfWork, actor: Actor, case_id: int) -> Case:
             select(Case).where(
                 Case.id == case_id,
                 Case.id.in_(select(Task.case_id).where(unit_scope(actor, Task.unit_id))),
+                visible,
             )
         ).first()
     if case is None:
@@ -320,7 +344,7 @@ def list_cases(
     from sqlalchemy import func
 
     with services.uow() as uow:
-        stmt = select(Case).where(unit_scope(actor, Case.unit_id))
+        stmt = select(Case).where(unit_scope(actor, Case.unit_id), case_visibility(actor))
         if case_type:
             stmt = stmt.where(Case.case_type == case_type)
         if status:

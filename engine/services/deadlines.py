@@ -15,7 +15,7 @@ from engine.domain.deadlines import deadline_state
 from engine.persistence.db import UnitOfWork
 from engine.persistence.models import Case, Deadline, DeadlineWarning, Task, Unit, User
 from engine.services.access import SYSTEM
-from engine.services.case_types import HookContext
+from engine.services.case_types import HookContext, case_visibility
 from engine.services.notify import enqueue, users_with_role
 from engine.services.settings import get_setting
 
@@ -219,6 +219,7 @@ def open_deadlines_board(
             Deadline.state.in_(["pending", "missed"]),
             Deadline.met_on.is_(None),
             unit_scope(actor, Case.unit_id),
+            case_visibility(actor),
         )
         .order_by(Deadline.due_on, Deadline.id)
         .limit(limit)

@@ -258,42 +258,42 @@ def petition_ledger_rows(
             names = dict(
                 uow.session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(unit_ids))).all()  # type: ignore[arg-type]
             )
-    rows: list[list[Any]] = []
-    for index, item in enumerate(items, start=1):
-        p = extra[int(item["id"])]
-        people = item["petitioners"]
-        rows.append(
-            [
-                index,
-                item["case_no"],
-                p.received_on,
-                "、".join(x["name"] for x in people),
-                "、".join(x["id_number"] for x in people if x["id_number"]),
-                "、".join(x["phone"] for x in people if x["phone"]),
-                names.get(p.village_id or 0, ""),
-                _label(Channel, p.channel),
-                _label(Category, p.category),
-                _label(Source, p.source),
-                p.assigned_ref or "",
-                p.proxy_agent or "",
-                p.headcount,
-                p.subject,
-                _label(AcceptanceDecision, p.decision),
-                p.decided_on,
-                names.get(p.responsible_unit_id or 0, ""),
-                _label(HandlingMethod, p.handling_method),
-                _label(ReplyOutcome, p.outcome),
-                p.delivered_on,
-                _label(DeliveryMethod, p.delivery_method),
-                _label(Rating, p.rating),
-                p.evaluated_on,
-                petitions.status_label(p.status, "zh"),
-                p.closed_on,
-                "是" if item["overdue"] else "否",
-                "是" if p.repeat_of_id else "否",
-            ]
-        )
-    return rows
+        rows: list[list[Any]] = []
+        for index, item in enumerate(items, start=1):
+            p = extra[int(item["id"])]
+            people = item["petitioners"]
+            rows.append(
+                [
+                    index,
+                    item["case_no"],
+                    p.received_on,
+                    "、".join(x["name"] for x in people),
+                    "、".join(x["id_number"] for x in people if x["id_number"]),
+                    "、".join(x["phone"] for x in people if x["phone"]),
+                    names.get(p.village_id or 0, ""),
+                    _label(Channel, p.channel),
+                    _label(Category, p.category),
+                    _label(Source, p.source),
+                    p.assigned_ref or "",
+                    p.proxy_agent or "",
+                    p.headcount,
+                    p.subject,
+                    _label(AcceptanceDecision, p.decision),
+                    p.decided_on,
+                    names.get(p.responsible_unit_id or 0, ""),
+                    _label(HandlingMethod, p.handling_method),
+                    _label(ReplyOutcome, p.outcome),
+                    p.delivered_on,
+                    _label(DeliveryMethod, p.delivery_method),
+                    _label(Rating, p.rating),
+                    p.evaluated_on,
+                    petitions.status_label(p.status, "zh"),
+                    p.closed_on,
+                    "是" if item["overdue"] else "否",
+                    "是" if p.repeat_of_id else "否",
+                ]
+            )
+        return rows
 
 
 def export_petition_ledger(

@@ -13,12 +13,14 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import lazyload
 
 from engine.clock import LOCAL_TZ
 from engine.domain.text import valid_phone
@@ -67,7 +69,31 @@ def _insert(uow: UnitOfWork, values: Mapping[str, Any]) -> bool:
     return uow.session.execute(stmt.returning(OutboxMessage.id)).first() is not None
 
 
-def _snapshot(user: User) -> dict[str, Any]:
+class Person(Protocol):
+    """What a message needs of its recipient: a User row, or the columns of one."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    id: int
+    display_name: str
+    language: str
+    email: str | None
+    phone: str | None
+
+
+def _snapshot(user: Person) -> dict[str, Any]:
     return {
         "display_name": user.display_name,
         "language": user.language,
@@ -206,11 +232,33 @@ def enqueue_many(
     prefs = _preferences_of(uow, [u.id for u in new.values()])
     extra: dict[str, dict[str, Any]] = {}
     for key, user in new.items():
-        for channel, wanted in prefs.get(user.id, DEFAULT_PREFERENCES).items():
-            if not wanted or not _reachable(user, channel):
-                continue
-            if channel in GROUP_CHANNELS:
-                row = _row(
+        for row in _channel_rows(
+            key, user, prefs.get(user.id, DEFAULT_PREFERENCES), template, params, case_id, now
+        ):
+            extra[row["idempotency_key"]] = row
+    if extra:
+        uow.session.execute(
+            insert(OutboxMessage).values(list(extra.values())).on_conflict_do_nothing()
+        )
+
+
+def _channel_rows(
+    key: str,
+    user: Person,
+    prefs: Mapping[str, bool],
+    template: str,
+    params: Mapping[str, Any],
+    case_id: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The outbox rows of one in-app message's copies on the user's other chosen channels."""
+    rows = []
+    for channel, wanted in prefs.items():
+        if not wanted or not _reachable(user, channel):
+            continue
+        if channel in GROUP_CHANNELS:
+            rows.append(
+                _row(
                     key=group_key(channel, template, params, case_id),
                     channel=channel,
                     user_id=None,
@@ -220,8 +268,10 @@ def enqueue_many(
                     case_id=case_id,
                     now=now,
                 )
-            else:
-                row = _row(
+            )
+        else:
+            rows.append(
+                _row(
                     key=derived_key(key, channel),
                     channel=channel,
                     user_id=user.id,
@@ -231,11 +281,8 @@ def enqueue_many(
                     case_id=case_id,
                     now=now,
                 )
-            extra[row["idempotency_key"]] = row
-    if extra:
-        uow.session.execute(
-            insert(OutboxMessage).values(list(extra.values())).on_conflict_do_nothing()
-        )
+            )
+    return rows
 
 
 def _preferences_of(uow: UnitOfWork, user_ids: Sequence[int]) -> dict[int, dict[str, bool]]:
@@ -249,7 +296,7 @@ def _preferences_of(uow: UnitOfWork, user_ids: Sequence[int]) -> dict[int, dict[
     return out
 
 
-def _reachable(user: User, channel: str) -> bool:
+def _reachable(user: Person, channel: str) -> bool:
     if channel == "email":
         return bool(user.email and user.email.strip())
     if channel == "sms":
@@ -435,6 +482,7 @@ def users_with_role(uow: UnitOfWork, role: str, unit_id: int) -> list[User]:
     return list(
         uow.session.scalars(
             select(User)
+            .options(lazyload(User.roles))
             .join(RoleAssignment, RoleAssignment.user_id == User.id)
             .join(Unit, Unit.id == RoleAssignment.unit_id)
             .where(
@@ -447,9 +495,42 @@ def users_with_role(uow: UnitOfWork, role: str, unit_id: int) -> list[User]:
     )
 
 
+def _with_preferences(
+    uow: UnitOfWork, condition: ColumnElement[bool], *, by_role: bool
+) -> list[tuple[_Recipient, dict[str, bool]]]:
+    """Users matching `condition`, each with their channel choices, in one query."""
+    stmt = select(
+        User.id,
+        User.display_name,
+        User.language,
+        User.email,
+        User.phone,
+        NotificationPreference.channel,
+        NotificationPreference.enabled,
+    )
+    if by_role:
+        stmt = stmt.join(RoleAssignment, RoleAssignment.user_id == User.id).join(
+            Unit, Unit.id == RoleAssignment.unit_id
+        )
+    stmt = stmt.outerjoin(NotificationPreference, NotificationPreference.user_id == User.id).where(
+        condition
+    )
+    out: dict[int, tuple[_Recipient, dict[str, bool]]] = {}
+    for uid, name, language, email, phone, channel, enabled in uow.session.execute(stmt):
+        if uid not in out:
+            out[uid] = (_Recipient(uid, name, language, email, phone), dict(DEFAULT_PREFERENCES))
+        if channel in DEFAULT_PREFERENCES:
+            out[uid][1][channel] = bool(enabled)
+    return list(out.values())
+
+
 def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> None:
-    """Tell the assignee, or every holder of the candidate role in scope, that work is waiting."""
+    """Tell the assignee, or every holder of the candidate role in scope, that work is waiting.
+
+    The tasks were just created, so none of their messages can exist yet: one read of the
+    recipients with their channel choices per task, and one insert of every row."""
     base = ctx.services.settings.base_url.rstrip("/")
+    rows: dict[str, dict[str, Any]] = {}
     for task in tasks:
         params = {
             "task_name": task.name,
@@ -458,20 +539,37 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
             "url": f"{base}/tasks/{task.id}",
         }
         if task.assignee_id is not None:
-            user = ctx.uow.session.get(User, task.assignee_id)
-            recipients = [user] if user is not None else []
+            recipients = _with_preferences(ctx.uow, User.id == task.assignee_id, by_role=False)
             template = "task_assigned"
         elif task.role and task.unit_id is not None:
-            recipients = users_with_role(ctx.uow, task.role, task.unit_id)
+            unit_path = select(Unit.path).where(Unit.id == task.unit_id).scalar_subquery()
+            recipients = _with_preferences(
+                ctx.uow,
+                (RoleAssignment.role == task.role)
+                & User.active.is_(True)
+                & unit_path.like(Unit.path + "%"),
+                by_role=True,
+            )
             template = "task_available"
         else:
-            recipients = []
-            template = "task_available"
-        enqueue_many(
-            ctx.uow,
-            [(f"task:{task.id}:{template}:{user.id}", user) for user in recipients],
-            template=template,
-            params=params,
-            case_id=case.id,
-            now=ctx.now,
+            continue
+        for user, prefs in recipients:
+            key = f"task:{task.id}:{template}:{user.id}"
+            inapp = _row(
+                key=key,
+                channel="inapp",
+                user_id=user.id,
+                recipient=_snapshot(user),
+                template=template,
+                params=params,
+                case_id=case.id,
+                now=ctx.now,
+            )
+            rows[inapp["idempotency_key"]] = inapp
+            for row in _channel_rows(key, user, prefs, template, params, case.id, ctx.now):
+                rows[row["idempotency_key"]] = row
+    if rows:
+        insert = pg_insert if ctx.uow.dialect == "postgresql" else sqlite_insert
+        ctx.uow.session.execute(
+            insert(OutboxMessage).values(list(rows.values())).on_conflict_do_nothing()
         )

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
+import marshmallow
 from openpyxl import Workbook, load_workbook
 from openpyxl.comments import Comment
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -76,6 +77,7 @@ from engine.workflow import WorkflowRuntime, form_schema
 MAX_ROWS = 20_000
 HEADER_SCAN_ROWS = 10  # the header row is found among the first rows (titles may precede it)
 MAX_FILE_BYTES = 20 * 1024 * 1024
+IMPORTED_NOTE = "（历史台账导入，详见原台账）"
 
 
 # -- the common ledger layout ------------------------------------------------------------------
@@ -709,7 +711,7 @@ def parse_row(
     registering = office
     if registering is None and row.get("village_unit") is not None:
         registering = units.street_of(row.values["village_unit"])
-    if registering is None:
+    if registering is None and "village" not in row.errors:
         row.fail(
             "village",
             _msg(
@@ -872,7 +874,12 @@ def _complete(
     case_type = services.case_types.get(case.case_type)
     deployed = services.definitions.get(uow, case.definition_id)
     spec = deployed.definition.user_tasks.get(bpmn_id)
-    clean: dict[str, Any] = form_schema(spec.form if spec is not None else ())().load(data)
+    given = {k: v for k, v in data.items() if v is not None}
+    try:
+        clean: dict[str, Any] = form_schema(spec.form if spec is not None else ())().load(given)
+    except marshmallow.ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"": exc.messages}
+        raise RowFailed({str(k): [str(m) for m in v] for k, v in messages.items()}) from exc
     ctx = HookContext(services, uow, actor, now)
     clean.update(case_type.hooks.before_complete(ctx, case, task, clean))
     snapshot = services.runtime.complete(deployed.definition, case.state, task.spiff_id, clean)
@@ -1107,7 +1114,7 @@ def _replay_steps(
         actor,
         case,
         "handle",
-        {"method": method, "findings": "（历史台账导入）", "request_extension": False},
+        {"method": method, "findings": IMPORTED_NOTE, "request_extension": False},
         delivered,
         now,
     )
@@ -1117,7 +1124,7 @@ def _replay_steps(
         actor,
         case,
         "draft_reply",
-        {"outcome": row.get("outcome"), "reply_text": row.get("reply_text")},
+        {"outcome": row.get("outcome"), "reply_text": row.get("reply_text") or IMPORTED_NOTE},
         delivered,
         now,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.domain.kpi import KPI_DEFINITIONS, Ratio
+from engine.domain.kpi import KPI_DEFINITIONS, KpiDefinition, Ratio
 from engine.errors import NotFoundError, ValidationError
 from engine.persistence.db import UnitOfWork
 from engine.persistence.models import Unit
@@ -31,7 +31,9 @@ class Period:
 Figure = Ratio | int | None
 Section = Callable[[UnitOfWork, Period], dict[str, Figure]]
 SECTIONS: list[tuple[str, Section]] = []
-# Labels of figures KPI_DEFINITIONS does not know (data-declared KPIs): key -> {"zh", "en"},
+# Definitions of sections' figures beyond DOMAIN.md §3 (KPI_DEFINITIONS wins on a clash).
+SECTION_DEFINITIONS: dict[str, KpiDefinition] = {}
+# Labels of figures known only at run time (data-declared KPIs): key -> {"zh", "en"},
 # optionally "definition_zh"/"definition_en".
 Labels = Mapping[str, Mapping[str, str]]
 LabelSource = Callable[[UnitOfWork], Labels]
@@ -42,6 +44,12 @@ def register_section(name: str, section: Section) -> None:
     """Add a capability's KPI section (petitions, screening, key persons)."""
     if all(n != name for n, _ in SECTIONS):
         SECTIONS.append((name, section))
+
+
+def register_definitions(definitions: Mapping[str, KpiDefinition]) -> None:
+    """Add the labels and definitions of a section's figures that KPI_DEFINITIONS lacks."""
+    for key, definition in definitions.items():
+        SECTION_DEFINITIONS.setdefault(key, definition)
 
 
 def register_labels(source: LabelSource) -> None:
@@ -82,7 +90,7 @@ def figure_view(
     key: str, figure: Figure, lang: str = "zh", labels: Labels | None = None
 ) -> dict[str, Any]:
     """A figure with its numerator, denominator and one-line definition."""
-    definition = KPI_DEFINITIONS.get(key)
+    definition = KPI_DEFINITIONS.get(key) or SECTION_DEFINITIONS.get(key)
     declared = (labels or {}).get(key)
     view: dict[str, Any] = {"key": key}
     if definition is not None:

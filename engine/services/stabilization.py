@@ -1368,8 +1368,18 @@ class DailyReportHooks:
         return task.due_at
 
 
+def case_visible_clause(actor: Actor) -> ColumnElement[bool]:
+    """SQL filter on Case: a key-person file's cases (and their child cycles) for those who
+    may see the file; the generic case and task endpoints apply it (issue 4 access rule)."""
+    files = select(KeyPerson.case_id).where(visible_clause(actor))
+    return or_(Case.id.in_(files), Case.parent_case_id.in_(files))
+
+
 def register_case_types(registry: CaseTypeRegistry) -> None:
     """The stabilization case type and its three short periodic child types."""
+    registry.restrict(
+        [PROCESS, CONTACT_PROCESS, REASSESS_PROCESS, DAILY_PROCESS], case_visible_clause
+    )
     registry.register(
         CaseType(PROCESS, PROCESS, "ZD", "重点信访人员稳控", "Key petitioner", StabilizationHooks())
     )

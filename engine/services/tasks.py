@@ -12,11 +12,11 @@ from sqlalchemy import and_, false, func, or_, select, update
 from engine.bootstrap import Services
 from engine.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from engine.persistence.db import UnitOfWork, conflicts_as_409
-from engine.persistence.models import Case, Task, Unit, User
+from engine.persistence.models import Case, Task, Timer, Unit, User
 from engine.services.access import Actor
 from engine.services.audit import record_case_event
-from engine.services.case_types import HookContext
-from engine.services.cases import apply_snapshot, task_summary
+from engine.services.case_types import HookContext, case_visibility, is_restricted
+from engine.services.cases import LoadedRows, apply_snapshot, task_summary
 from engine.workflow import DataKeyError, TaskNotReadyError, form_schema, json_schema
 
 MAX_PER_PAGE = 200
@@ -60,7 +60,7 @@ def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) ->
         select(Task, Case.case_no, Case.case_type, Case.title, Unit.name)
         .join(Case, Case.id == Task.case_id)
         .outerjoin(Unit, Unit.id == Task.unit_id)
-        .where(_visible(actor))
+        .where(_visible(actor), or_(Task.assignee_id == actor.user_id, case_visibility(actor)))
     )
     if flt.status != "all":
         stmt = stmt.where(Task.status == flt.status)
@@ -110,15 +110,54 @@ def _load(
 ) -> tuple[Task, str | None]:
     """A task the actor may see (else 404), with its unit's path."""
     stmt = (
-        select(Task, Unit.path).outerjoin(Unit, Unit.id == Task.unit_id).where(Task.id == task_id)
+        select(Task, Unit.path, Case.case_type)
+        .join(Case, Case.id == Task.case_id)
+        .outerjoin(Unit, Unit.id == Task.unit_id)
+        .where(Task.id == task_id)
     )
     row = uow.session.execute(stmt).first()
     if row is None:
         raise NotFoundError("task not found")
-    task, path = row
-    if not (actor.is_admin or task.assignee_id == actor.user_id or actor.covers(path)):
-        raise NotFoundError("task not found")
+    task, path, case_type = row
+    _check_visible(uow, actor, task, path, case_type)
     return task, path
+
+
+def _check_visible(
+    uow: UnitOfWork, actor: Actor, task: Task, path: str | None, case_type: str
+) -> None:
+    """404 unless the task is the actor's, or open to them in scope (and its case visible)."""
+    if task.assignee_id == actor.user_id:
+        return
+    if not (actor.is_admin or actor.covers(path)):
+        raise NotFoundError("task not found")
+    if is_restricted(case_type) and not uow.session.scalar(
+        select(Case.id).where(Case.id == task.case_id, case_visibility(actor))
+    ):
+        raise NotFoundError("task not found")
+
+
+def _load_for_completion(
+    uow: UnitOfWork, actor: Actor, task_id: int
+) -> tuple[Task, str | None, Case, LoadedRows]:
+    """The task as `_load` checks it, with its case, the case's open tasks and its timer row.
+
+    One query instead of four: the hot path of every completion."""
+    case_of = select(Task.case_id).where(Task.id == task_id).scalar_subquery()
+    rows = uow.session.execute(
+        select(Task, Unit.path, Case, Timer)
+        .join(Case, Case.id == Task.case_id)
+        .outerjoin(Unit, Unit.id == Task.unit_id)
+        .outerjoin(Timer, Timer.case_id == Task.case_id)
+        .where(Task.case_id == case_of, or_(Task.id == task_id, Task.status == "open"))
+    ).all()
+    mine = next((r for r in rows if r[0].id == task_id), None)
+    if mine is None:
+        raise NotFoundError("task not found")
+    task, path, case, timer = mine
+    _check_visible(uow, actor, task, path, case.case_type)
+    open_tasks = [r[0] for r in rows if r[0].status == "open"]
+    return task, path, case, LoadedRows(open_tasks=open_tasks, timer=timer)
 
 
 def _may_act(actor: Actor, task: Task, path: str | None) -> bool:
@@ -235,15 +274,13 @@ def complete_task(
     """Validate the form, run the workflow on, and write everything back in one transaction."""
     now = services.clock.now()
     with services.uow() as uow, conflicts_as_409():
-        task, path = _load(uow, actor, task_id)
+        task, path, case, loaded = _load_for_completion(uow, actor, task_id)
         if task.status != "open":
             raise ConflictError("task is already completed")
         if not _may_act(actor, task, path):
             if task.assignee_id is not None and actor.covers(path, [task.role or ""]):
                 raise ConflictError("task is claimed by someone else")
             raise PermissionDeniedError("you do not hold the role this task needs")
-        case = uow.session.get(Case, task.case_id)
-        assert case is not None
         case_type = services.case_types.get(case.case_type)
         deployed = services.definitions.get(uow, case.definition_id)
         spec = deployed.definition.user_tasks.get(task.bpmn_id)
@@ -276,7 +313,7 @@ def complete_task(
             at=now,
             detail={"task_id": task.id, "task": task.bpmn_id, "name": task.name, "data": clean},
         )
-        created = apply_snapshot(ctx, case, case_type, snapshot)
+        created = apply_snapshot(ctx, case, case_type, snapshot, loaded=loaded)
         case_type.hooks.after_complete(ctx, case, task, clean, snapshot)
         uow.commit()
         if len(created) == len(snapshot.tasks):

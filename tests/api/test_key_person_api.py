@@ -117,6 +117,26 @@ def test_outsiders_get_404_and_lists_hide_the_file(
     assert client.get("/api/v1/key-persons").status_code == 401
 
 
+def test_generic_case_task_and_deadline_endpoints_hide_the_file_from_outsiders(
+    client: Any, auth: Any, services: Services
+) -> None:
+    kp = register(client, auth, services)
+    form_team(client, auth, services, kp)
+    case_id = kp["case_id"]
+    assess = client.get(f"/api/v1/key-persons/{kp['id']}", headers=auth("handler_sfs")).get_json()
+    task_id = assess["open_tasks"][0]["id"]
+    # A street handler holds a role covering the file's unit but is not on the team.
+    for path in (f"/api/v1/cases/{case_id}", f"/api/v1/tasks/{task_id}"):
+        assert client.get(path, headers=auth("handler")).status_code == 404, path
+        assert client.get(path, headers=auth("handler_sfs")).status_code == 200, path
+    listed = client.get("/api/v1/cases?case_type=stabilization", headers=auth("handler")).get_json()
+    assert listed["total"] == 0
+    tasks = client.get("/api/v1/tasks", headers=auth("handler")).get_json()
+    assert task_id not in [t["id"] for t in tasks["items"]]
+    tasks = client.get("/api/v1/tasks", headers=auth("handler_sfs")).get_json()
+    assert task_id in [t["id"] for t in tasks["items"]]
+
+
 def test_revealing_the_id_number_is_audited(client: Any, auth: Any, services: Services) -> None:
     kp = register(client, auth, services)
     resp = client.get(f"/api/v1/key-persons/{kp['id']}?reveal=true", headers=auth("supervisor"))

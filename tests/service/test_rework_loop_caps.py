@@ -3,6 +3,7 @@ the next is refused with a field message and writes nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -153,6 +154,10 @@ def test_the_eleventh_return_of_a_screening_report_is_refused(
     with pytest.raises(ValidationError) as refused:
         sign(services, leader, rnd, on=date(2026, 3, 2), approve=False)
     assert ESCALATE_ZH in _message(refused.value, "approve")
+    assert _state(services, rnd.case_id) == before
+    with pytest.raises(ValidationError) as english:
+        sign(services, replace(leader, language="en"), rnd, on=date(2026, 3, 2), approve=False)
+    assert "too many returns; escalate to the street" in _message(english.value, "approve")
     assert _state(services, rnd.case_id) == before
     sign(services, leader, rnd, on=date(2026, 3, 2))
     assert round_of(services, "V02", "2026-03").status == "signed"

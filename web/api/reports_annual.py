@@ -41,7 +41,7 @@ class AnnualArgs(ma.Schema):
     lang = fields.String(load_default=None, validate=validate.OneOf(["zh", "en"]))
 
 
-class BreakdownItem(ma.Schema):
+class AnnualBreakdownItem(ma.Schema):
     key = fields.String()
     label = fields.String()
     label_zh = fields.String()
@@ -49,7 +49,7 @@ class BreakdownItem(ma.Schema):
     value = fields.Integer()
 
 
-class FigureOut(ma.Schema):
+class AnnualFigureOut(ma.Schema):
     key = fields.String()
     kind = fields.String(metadata={"description": "count | rate | breakdown"})
     label = fields.String()
@@ -61,18 +61,18 @@ class FigureOut(ma.Schema):
     numerator = fields.Integer(allow_none=True)
     denominator = fields.Integer(allow_none=True)
     display = fields.String(metadata={"description": "as printed: '97.5%', '12' or '—'"})
-    items = fields.List(fields.Nested(BreakdownItem))
+    items = fields.List(fields.Nested(AnnualBreakdownItem))
 
 
-class GroupOut(ma.Schema):
+class AnnualGroupOut(ma.Schema):
     key = fields.String()
     title = fields.String()
     title_zh = fields.String()
     title_en = fields.String()
-    figures = fields.List(fields.Nested(FigureOut))
+    figures = fields.List(fields.Nested(AnnualFigureOut))
 
 
-class UnitOut(ma.Schema):
+class AnnualUnitOut(ma.Schema):
     id = fields.Integer()
     code = fields.String()
     name = fields.String()
@@ -81,11 +81,11 @@ class UnitOut(ma.Schema):
 
 class AnnualOut(ma.Schema):
     year = fields.Integer()
-    from_ = fields.Date(data_key="from")
+    from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
     complete = fields.Boolean(metadata={"description": "false while the year is still running"})
-    unit = fields.Nested(UnitOut)
-    groups = fields.List(fields.Nested(GroupOut))
+    unit = fields.Nested(AnnualUnitOut)
+    groups = fields.List(fields.Nested(AnnualGroupOut))
 
 
 class LedgerArgs(ma.Schema):
