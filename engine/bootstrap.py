@@ -36,6 +36,10 @@ class Services:
         """A new unit of work (one transaction)."""
         return UnitOfWork(self.session_factory)
 
+    def read_uow(self) -> UnitOfWork:
+        """A unit of work that only reads: on SQLite it takes no write lock (never commit it)."""
+        return UnitOfWork(self.session_factory, read_only=True)
+
 
 def build_services(
     settings: Settings, clock: Clock | None = None, *, deploy: bool = True

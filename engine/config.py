@@ -39,16 +39,6 @@ class Settings:
     scheduler_interval_seconds: int = 60
     # FENGQIAO_SCRIPT_TIME_LIMIT: CPU seconds one BPMN expression or script may take.
     script_time_limit: float = 0.5
-    # FENGQIAO_WARNING_DAYS: yellow-warning lead time in days (DOMAIN.md §6).
-    warning_days: int = 3
-    # FENGQIAO_EVALUATION_WINDOW_DAYS: days after delivery the petitioner may evaluate.
-    evaluation_window_days: int = 15
-    # FENGQIAO_BASIC_SATISFIED_COUNTS: whether 基本满意 counts as satisfied in the KPI.
-    basic_satisfied_counts: bool = True
-    # FENGQIAO_SCREENING_START_DAY: day of the month on which screening rounds open.
-    screening_start_day: int = 1
-    # FENGQIAO_SCREENING_DUE_DAY: day of the month by which screening reports are due.
-    screening_due_day: int = 25
     # FENGQIAO_SQLITE_SYNCHRONOUS: PRAGMA synchronous for SQLite (FULL is durable on power loss).
     sqlite_synchronous: str = "FULL"
     # FENGQIAO_MAX_CONTENT_LENGTH: largest accepted request body in bytes.

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, request, session
+from flask import Flask, current_app, jsonify, request, session
 from flask_babel import Babel, get_locale
 from sqlalchemy import text
 
@@ -26,9 +26,10 @@ def _select_locale() -> str:
     from flask import g
 
     actor = g.get("actor")
-    if actor is not None and actor.language == "en":
-        return "en"
-    return "zh_Hans_CN"
+    if actor is not None:
+        return "en" if actor.language == "en" else "zh_Hans_CN"
+    default = current_app.extensions["fengqiao"].settings.default_language
+    return "en" if default == "en" else "zh_Hans_CN"
 
 
 def create_app(

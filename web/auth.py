@@ -42,7 +42,7 @@ def current_actor() -> Actor:
 
 def _load_session_user(user_id: str) -> SessionUser | None:
     svc = services()
-    with svc.uow() as uow:
+    with svc.read_uow() as uow:
         user = uow.session.get(User, int(user_id))
         if user is None or not user.active or session.get("gen") != user.token_generation:
             return None
@@ -63,7 +63,7 @@ def init_auth(app: Flask) -> None:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             svc = services()
-            with svc.uow() as uow:
+            with svc.read_uow() as uow:
                 g.actor = actor_from_token(svc, uow, header[7:].strip())
             return None
         if request.path.startswith("/static/"):

@@ -44,17 +44,24 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only unit of work (the per-request actor lookup) takes no write lock, so
+            # it never queues behind another process's write transaction.
+            read_only = conn.get_execution_options().get(READ_ONLY_OPTION)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+READ_ONLY_OPTION = "fengqiao_read_only"
+
+
 class UnitOfWork:
     """One transaction: rolled back unless `commit()` is called inside the `with` block."""
 
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    def __init__(self, session_factory: Callable[[], Session], *, read_only: bool = False) -> None:
         self._factory = session_factory
+        self._read_only = read_only
         self._session: Session | None = None
         self._after_commit: list[Callable[[], None]] = []
 
@@ -67,6 +74,8 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self._session = self._factory()
+        if self._read_only:
+            self._session.connection(execution_options={READ_ONLY_OPTION: True})
         self._after_commit = []
         return self
 
