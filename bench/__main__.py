@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.engine"]
+BENCHMARKS = ["bench.engine", "bench.annual"]
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ def seed_petitions(
     assert villages
     nyears = len(years)
     v = len(villages)
-    village_case = f"CASE (n % {v}) " + " ".join(
+    village_case = f"CASE ((n / {nyears}) % {v}) " + " ".join(
         f"WHEN {i} THEN {vid}" for i, vid in enumerate(villages)
     ) + " END"  # fmt: skip
     if dialect == "postgresql":

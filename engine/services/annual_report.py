@@ -229,15 +229,15 @@ def breakdowns(uow: UnitOfWork, period: Period) -> dict[str, dict[str, int]]:
     session = uow.session
     received = and_(petition_scope(period), Petition.received_on.between(*_span(period)))
     by_channel = dict.fromkeys((c.value for c in Channel), 0)
-    for value, count in session.execute(
-        select(Petition.channel, func.count()).where(received).group_by(Petition.channel)
-    ):
-        by_channel[str(value)] = int(count)
     by_category = dict.fromkeys((c.value for c in Category), 0)
-    for value, count in session.execute(
-        select(Petition.category, func.count()).where(received).group_by(Petition.category)
+    # One pass over the year's petitions; the (at most 15) groups are added up here.
+    for channel, category, count in session.execute(
+        select(Petition.channel, Petition.category, func.count())
+        .where(received)
+        .group_by(Petition.channel, Petition.category)
     ):
-        by_category[str(value)] = int(count)
+        by_channel[str(channel)] = by_channel.get(str(channel), 0) + int(count)
+        by_category[str(category)] = by_category.get(str(category), 0) + int(count)
     by_type = dict.fromkeys((t.value for t in DisputeType), 0)
     for value, count in session.execute(
         select(Hazard.dispute_type, func.count())

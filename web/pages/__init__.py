@@ -212,6 +212,20 @@ def local_date(value: Any) -> str:
     return str(value)[:10]
 
 
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def element_name(value: Any) -> str:
+    """A BPMN element name in the page language: '办理 Handle' shows 办理 or Handle."""
+    text = str(value or "")
+    words = text.split(" ")
+    cut = next((i for i, w in enumerate(words) if i and not _CJK.search(w)), None)
+    if cut is None or not _CJK.search(words[0]):
+        return text
+    zh, en = " ".join(words[:cut]), " ".join(words[cut:])
+    return en if str(get_locale()) == "en" else zh
+
+
 def local_time(value: Any) -> str:
     """A time in Shanghai as YYYY-MM-DD HH:MM."""
     if value is None or value == "":
@@ -332,6 +346,7 @@ def init_pages(app: Flask) -> None:
     app.add_template_filter(case_status_label, "case_status")
     app.add_template_filter(local_date, "local_date")
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(element_name, "element_name")
     app.add_template_filter(mask_id_number, "mask_id")
     app.add_template_filter(mask_phone, "mask_phone")
     app.add_template_filter(translate_message, "tr_msg")
