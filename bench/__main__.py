@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
-BENCHMARKS = ["bench.engine", "bench.annual"]
+BENCHMARKS = [
+    "bench.engine",
+    "bench.annual",
+    "bench.growth",
+    "bench.throughput",
+    "bench.scheduler",
+    "bench.stabilization",
+]
+# Benchmarks whose main() reads sys.argv itself: their arguments in each mode.
+OWN_ARGV = {"bench.stabilization": {"quick": ["--cycles", "60"], "full": []}}
 
 
 def main() -> None:
     quick = ["--quick"] if "--quick" in sys.argv[1:] else []
     for name in BENCHMARKS:
         module = importlib.import_module(name)
-        module.main(quick)
+        if inspect.signature(module.main).parameters:
+            module.main(quick)
+        else:
+            sys.argv = [name, *OWN_ARGV.get(name, {}).get("quick" if quick else "full", [])]
+            module.main()
 
 
 if __name__ == "__main__":

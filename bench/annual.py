@@ -95,11 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         notes: list[str] = []
         for name, url in backends:
             services, seeded = _prepare(url, folder, count)
+            print(name, seeded, flush=True)
             notes.append(
                 f"{name}: seeded {seeded['petitions']:,} petitions in {seeded['seconds']} s"
             )
             for code in ("S01", "D01", "V01"):
                 timing = _time(services, code)
+                print(name, code, timing, flush=True)
                 rows.append(
                     {
                         "backend": name,

@@ -81,7 +81,9 @@ def seed_petitions(
         f"WHEN {i} THEN {vid}" for i, vid in enumerate(villages)
     ) + " END"  # fmt: skip
     if dialect == "postgresql":
-        received = f"(make_date({years[0]} + (n % {nyears}), 1, 1) + ((n * 7919) % 365)::int)"
+        received = (
+            f"(make_date(({years[0]} + (n % {nyears}))::int, 1, 1) + ((n * 7919) % 365)::int)"
+        )
     else:
         received = f"date(printf('%d-01-01', {years[0]} + (n % {nyears})), '+' || ((n * 7919) % 365) || ' days')"
     r = "((n * 13) % 100)"
@@ -124,7 +126,7 @@ def seed_petitions(
         for offset in range(0, count, CHUNK):
             size = min(CHUNK, count - offset)
             prefix, source = _series(dialect, size)
-            n_expr = f"(s.n + {offset})"
+            n_expr = f"CAST(s.n + {offset} AS BIGINT)"
             sub = f"(SELECT {n_expr} AS n FROM {source})"
             conn.execute(
                 text(
@@ -241,8 +243,8 @@ def seed_petitions(
                     "(SELECT MAX(id) FROM cases))"
                 )
             )
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    # Planner statistics, as PostgreSQL's autovacuum (or SQLite's PRAGMA optimize) keeps them.
+    with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     return {
         "petitions": count,

@@ -161,7 +161,11 @@ FIGURE_DEFINITIONS: Mapping[str, KpiDefinition] = MappingProxyType(
 
 def definition_of(key: str) -> KpiDefinition | None:
     """The label and one-line definition of a figure (DOMAIN.md §3 first, then the sections')."""
-    return KPI_DEFINITIONS.get(key) or FIGURE_DEFINITIONS.get(key)
+    return (
+        KPI_DEFINITIONS.get(key)
+        or reports.SECTION_DEFINITIONS.get(key)
+        or FIGURE_DEFINITIONS.get(key)
+    )
 
 
 # -- the section this capability adds to the KPI report ---------------------------------------
@@ -354,8 +358,8 @@ def _declared(key: str, labels: Mapping[str, Mapping[str, str]]) -> KpiDefinitio
     return KpiDefinition(
         label["zh"],
         label["en"],
-        f"按已部署案件类型声明的口径统计的“{label['zh']}”。",
-        f"'{label['en']}' as declared by its deployed case type.",
+        label.get("definition_zh") or f"按已部署案件类型声明的口径统计的“{label['zh']}”。",
+        label.get("definition_en") or f"'{label['en']}' as declared by its deployed case type.",
     )
 
 
@@ -442,9 +446,7 @@ def build_annual_report(uow: UnitOfWork, annual: AnnualPeriod, lang: str = "zh")
             {"key": key, "title": en if lang == "en" else zh, "title_zh": zh, "title_en": en,
              "figures": items}
         )  # fmt: skip
-    from engine.services.case_type_data import kpi_labels
-
-    declared = kpi_labels(uow)
+    declared = reports.figure_labels(uow)
     others = [_figure(k, v, lang, declared) for k, v in figures.items() if k not in placed]
     if others:
         groups.append(

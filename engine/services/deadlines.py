@@ -205,12 +205,25 @@ def _notify(
         )
 
 
+# Up to this many cases in the caller's scope are listed by id in the board's query.
+BOARD_CASE_IDS_MAX = 5000
+
+
 def open_deadlines_board(
     uow: UnitOfWork, actor: Any, today: date, *, limit: int = 500
 ) -> list[dict[str, Any]]:
     """All pending deadlines in scope, earliest first, with their unit (the 督办 board)."""
-    from engine.services.access import unit_scope
+    from engine.services.access import unit_scope_ids
 
+    in_scope = and_(unit_scope_ids(uow.session, actor, Case.unit_id), case_visibility(actor))
+    # A street's cases are read first (an index-only scan), so the board reads just their
+    # deadlines: joining the scope instead makes the planner read every open deadline of
+    # every street once the database holds many (issue 10, bench/growth.py).
+    case_ids = list(
+        uow.session.scalars(select(Case.id).where(in_scope).limit(BOARD_CASE_IDS_MAX + 1))
+    )
+    if len(case_ids) <= BOARD_CASE_IDS_MAX:
+        in_scope = Deadline.case_id.in_(case_ids)
     rows = uow.session.execute(
         select(Deadline, Case.case_no, Case.title, Case.case_type, Unit.name)
         .join(Case, Case.id == Deadline.case_id)
@@ -218,8 +231,7 @@ def open_deadlines_board(
         .where(
             Deadline.state.in_(["pending", "missed"]),
             Deadline.met_on.is_(None),
-            unit_scope(actor, Case.unit_id),
-            case_visibility(actor),
+            in_scope,
         )
         .order_by(Deadline.due_on, Deadline.id)
         .limit(limit)

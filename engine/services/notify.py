@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import Integer, Select, String, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import aliased, lazyload
 
 from engine.clock import LOCAL_TZ
 from engine.domain.text import valid_phone
@@ -476,29 +476,49 @@ def notify_petitioner_sms(
 # ---------------------------------------------------------------------------- recipients
 
 
+def _ancestors_statement() -> Select[tuple[int]]:
+    up = aliased(Unit)
+    chain = (
+        select(Unit.id, Unit.parent_id)
+        .where(Unit.id == bindparam("ancestors_of", type_=Integer))
+        .cte("unit_chain", recursive=True)
+    )
+    chain = chain.union_all(select(up.id, up.parent_id).where(up.id == chain.c.parent_id))
+    return select(chain.c.id)
+
+
+# Built once: constructing a recursive CTE costs more Python time than running it.
+_ANCESTORS = _ancestors_statement()
+
+
+def unit_and_ancestors(unit_id: int) -> Any:
+    """Ids of the unit and of every unit above it, walking the parent links by primary key.
+
+    Flat however many units exist (matching every unit's path against this one's would read
+    them all)."""
+    return _ANCESTORS.params(ancestors_of=unit_id)
+
+
 def users_with_role(uow: UnitOfWork, role: str, unit_id: int) -> list[User]:
     """Active users holding `role` on the unit or on one of its ancestors."""
-    unit_path = select(Unit.path).where(Unit.id == unit_id).scalar_subquery()
     return list(
         uow.session.scalars(
             select(User)
             .options(lazyload(User.roles))
             .join(RoleAssignment, RoleAssignment.user_id == User.id)
-            .join(Unit, Unit.id == RoleAssignment.unit_id)
             .where(
                 RoleAssignment.role == role,
                 User.active.is_(True),
-                unit_path.like(Unit.path + "%"),
+                RoleAssignment.unit_id.in_(unit_and_ancestors(unit_id)),
             )
             .distinct()
         )
     )
 
 
-def _with_preferences(
-    uow: UnitOfWork, condition: ColumnElement[bool], *, by_role: bool
-) -> list[tuple[_Recipient, dict[str, bool]]]:
-    """Users matching `condition`, each with their channel choices, in one query."""
+def _recipients_statement(*, by_role: bool) -> Any:
+    """Users with their channel choices: holders of a role on a unit or its ancestors
+    (params role, ancestors_of), or one user (param user_id)."""
     stmt = select(
         User.id,
         User.display_name,
@@ -509,14 +529,31 @@ def _with_preferences(
         NotificationPreference.enabled,
     )
     if by_role:
-        stmt = stmt.join(RoleAssignment, RoleAssignment.user_id == User.id).join(
-            Unit, Unit.id == RoleAssignment.unit_id
+        stmt = stmt.join(RoleAssignment, RoleAssignment.user_id == User.id).where(
+            RoleAssignment.role == bindparam("role", type_=String),
+            User.active.is_(True),
+            RoleAssignment.unit_id.in_(_ANCESTORS),
         )
-    stmt = stmt.outerjoin(NotificationPreference, NotificationPreference.user_id == User.id).where(
-        condition
-    )
+    else:
+        stmt = stmt.where(User.id == bindparam("user_id", type_=Integer))
+    return stmt.outerjoin(NotificationPreference, NotificationPreference.user_id == User.id)
+
+
+# Built once: a task opens on every completion, and building these costs more than running them.
+_ROLE_HOLDERS = _recipients_statement(by_role=True)
+_ONE_USER = _recipients_statement(by_role=False)
+_NEW_OUTBOX_ROWS = {
+    "postgresql": pg_insert(OutboxMessage).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(OutboxMessage).on_conflict_do_nothing(),
+}
+
+
+def _with_preferences(
+    uow: UnitOfWork, stmt: Any, params: Mapping[str, Any]
+) -> list[tuple[_Recipient, dict[str, bool]]]:
+    """The recipients `stmt` finds, each with their channel choices, in one query."""
     out: dict[int, tuple[_Recipient, dict[str, bool]]] = {}
-    for uid, name, language, email, phone, channel, enabled in uow.session.execute(stmt):
+    for uid, name, language, email, phone, channel, enabled in uow.session.execute(stmt, params):
         if uid not in out:
             out[uid] = (_Recipient(uid, name, language, email, phone), dict(DEFAULT_PREFERENCES))
         if channel in DEFAULT_PREFERENCES:
@@ -539,16 +576,11 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
             "url": f"{base}/tasks/{task.id}",
         }
         if task.assignee_id is not None:
-            recipients = _with_preferences(ctx.uow, User.id == task.assignee_id, by_role=False)
+            recipients = _with_preferences(ctx.uow, _ONE_USER, {"user_id": task.assignee_id})
             template = "task_assigned"
         elif task.role and task.unit_id is not None:
-            unit_path = select(Unit.path).where(Unit.id == task.unit_id).scalar_subquery()
             recipients = _with_preferences(
-                ctx.uow,
-                (RoleAssignment.role == task.role)
-                & User.active.is_(True)
-                & unit_path.like(Unit.path + "%"),
-                by_role=True,
+                ctx.uow, _ROLE_HOLDERS, {"role": task.role, "ancestors_of": task.unit_id}
             )
             template = "task_available"
         else:
@@ -569,7 +601,5 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
             for row in _channel_rows(key, user, prefs, template, params, case.id, ctx.now):
                 rows[row["idempotency_key"]] = row
     if rows:
-        insert = pg_insert if ctx.uow.dialect == "postgresql" else sqlite_insert
-        ctx.uow.session.execute(
-            insert(OutboxMessage).values(list(rows.values())).on_conflict_do_nothing()
-        )
+        # executemany of one cached statement (not a VALUES list compiled anew each time).
+        ctx.uow.session.execute(_NEW_OUTBOX_ROWS[ctx.uow.dialect], list(rows.values()))

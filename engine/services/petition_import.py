@@ -720,7 +720,7 @@ def parse_row(
                 "请填写村（社区），或在导入时选择登记单位。",
             ),
         )
-    else:
+    elif registering is not None:
         row.values["office"] = registering
         village_unit = row.get("village_unit")
         if village_unit is not None and not village_unit.path.startswith(registering.path):

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import marshmallow
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.sql.elements import True_
+from sqlalchemy.sql.util import ClauseAdapter
 
 from engine.bootstrap import Services
 from engine.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from engine.persistence.db import UnitOfWork, conflicts_as_409
 from engine.persistence.models import Case, Task, Timer, Unit, User
-from engine.services.access import Actor
+from engine.services.access import Actor, path_under
 from engine.services.audit import record_case_event
 from engine.services.case_types import HookContext, case_visibility, is_restricted
 from engine.services.cases import LoadedRows, apply_snapshot, task_summary
@@ -39,17 +53,48 @@ class TaskFilter:
     per_page: int = 50
 
 
-def _visible(actor: Actor) -> Any:
+# Up to this many units in a grant's scope are passed to the task query as a list of ids.
+SCOPE_LIST_MAX = 2000
+
+
+def _units_under(uow: UnitOfWork, path: str) -> Any:
+    """The units under `path`: their ids when few (the planner then reads only their open
+    tasks through the (status, unit_id, role) index), else the subquery for a large scope."""
+    under = select(Unit.id).where(path_under(uow.dialect, path))
+    ids = list(uow.session.scalars(under.limit(SCOPE_LIST_MAX + 1)))
+    return ids if len(ids) <= SCOPE_LIST_MAX else under
+
+
+def _visible(uow: UnitOfWork, actor: Actor) -> Any:
     """Tasks the actor may see: assigned to them, or open to a role they hold on a covering unit."""
     if actor.is_admin:
         return and_(True)
     conditions: list[Any] = [Task.assignee_id == actor.user_id]
+    scopes: dict[str, Any] = {}
     for grant in actor.grants:
         if grant.unit_path is None:
             conditions.append(Task.role == grant.role)
         else:
-            conditions.append(and_(Task.role == grant.role, Unit.path.startswith(grant.unit_path)))
+            if grant.unit_path not in scopes:
+                scopes[grant.unit_path] = _units_under(uow, grant.unit_path)
+            under = scopes[grant.unit_path]
+            conditions.append(and_(Task.role == grant.role, Task.unit_id.in_(under)))
     return or_(*conditions) if conditions else false()
+
+
+@lru_cache(maxsize=1024)
+def _case_visible(actor: Actor) -> Any:
+    """`case_visibility` as a correlated EXISTS on its own alias of cases.
+
+    Joined to the listed tasks' cases directly, its key-person subqueries make PostgreSQL
+    scan every case; as a per-task EXISTS it reads one case by primary key per task.
+    Cached per actor (an immutable value): adapting the clause costs more than the query."""
+    condition = case_visibility(actor)
+    if condition is true() or isinstance(condition, True_):
+        return condition
+    own = Case.__table__.alias("visible_case")
+    adapted = ClauseAdapter(own).traverse(condition)
+    return exists().where(own.c.id == Task.case_id, adapted)
 
 
 def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) -> dict[str, Any]:
@@ -60,7 +105,7 @@ def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) ->
         select(Task, Case.case_no, Case.case_type, Case.title, Unit.name)
         .join(Case, Case.id == Task.case_id)
         .outerjoin(Unit, Unit.id == Task.unit_id)
-        .where(_visible(actor), or_(Task.assignee_id == actor.user_id, case_visibility(actor)))
+        .where(_visible(uow, actor), or_(Task.assignee_id == actor.user_id, _case_visible(actor)))
     )
     if flt.status != "all":
         stmt = stmt.where(Task.status == flt.status)
@@ -76,7 +121,7 @@ def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) ->
         stmt = stmt.where(Case.case_type == flt.case_type)
     if flt.unit_id is not None:
         sub = select(Unit.path).where(Unit.id == flt.unit_id).scalar_subquery()
-        stmt = stmt.where(Unit.path.startswith(sub))
+        stmt = stmt.where(Task.unit_id.in_(select(Unit.id).where(Unit.path.startswith(sub))))
     if flt.overdue is True:
         stmt = stmt.where(Task.due_at.is_not(None), Task.due_at < now)
     elif flt.overdue is False:
@@ -137,20 +182,28 @@ def _check_visible(
         raise NotFoundError("task not found")
 
 
+@lru_cache(maxsize=1)
+def _completion_rows() -> Any:
+    """The statement of `_load_for_completion`, built once (building it costs more than
+    running it)."""
+    task_id = bindparam("task_id", type_=Integer)
+    case_of = select(Task.case_id).where(Task.id == task_id).scalar_subquery()
+    return (
+        select(Task, Unit.path, Case, Timer)
+        .join(Case, Case.id == Task.case_id)
+        .outerjoin(Unit, Unit.id == Task.unit_id)
+        .outerjoin(Timer, Timer.case_id == Task.case_id)
+        .where(Task.case_id == case_of, or_(Task.id == task_id, Task.status == "open"))
+    )
+
+
 def _load_for_completion(
     uow: UnitOfWork, actor: Actor, task_id: int
 ) -> tuple[Task, str | None, Case, LoadedRows]:
     """The task as `_load` checks it, with its case, the case's open tasks and its timer row.
 
     One query instead of four: the hot path of every completion."""
-    case_of = select(Task.case_id).where(Task.id == task_id).scalar_subquery()
-    rows = uow.session.execute(
-        select(Task, Unit.path, Case, Timer)
-        .join(Case, Case.id == Task.case_id)
-        .outerjoin(Unit, Unit.id == Task.unit_id)
-        .outerjoin(Timer, Timer.case_id == Task.case_id)
-        .where(Task.case_id == case_of, or_(Task.id == task_id, Task.status == "open"))
-    ).all()
+    rows = uow.session.execute(_completion_rows(), {"task_id": task_id}).all()
     mine = next((r for r in rows if r[0].id == task_id), None)
     if mine is None:
         raise NotFoundError("task not found")

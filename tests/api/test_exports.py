@@ -68,7 +68,9 @@ def test_petition_ledger_is_filtered_like_the_list(
     assert_printable(ws, [c.header for c in PETITION_LEDGER_COLUMNS])
     assert ws.freeze_panes == "C4"  # number and case number stay visible
     item = listed.get_json()["items"][0]
-    row = {c.header: ws.cell(row=4, column=i).value for i, c in enumerate(PETITION_LEDGER_COLUMNS, 1)}
+    row = {
+        c.header: ws.cell(row=4, column=i).value for i, c in enumerate(PETITION_LEDGER_COLUMNS, 1)
+    }
     assert row["编号"] == item["case_no"]
     assert row["收到日期"].date() == date(2026, 3, 1)
     assert (row["信访人"], row["村（社区）"], row["信访形式"], row["状态"]) == (
@@ -119,7 +121,10 @@ def test_annual_report_json_and_workbook(client: Any, auth: Any, services: Servi
     assert ws.cell(row=rows["包案化解率"], column=3).value == "—"
     assert ws.cell(row=rows["　其中：走访"], column=3).value == 1
 
-    assert client.get("/api/v1/reports/annual?year=1990", headers=auth("supervisor")).status_code == 422
+    assert (
+        client.get("/api/v1/reports/annual?year=1990", headers=auth("supervisor")).status_code
+        == 422
+    )
     other = client.get(
         f"/api/v1/reports/annual?year=2022&unit_id={unit_id(services, 'S01')}",
         headers=auth("leader_v01"),
@@ -169,3 +174,81 @@ def test_import_template_and_admin_upload(client: Any, auth: Any) -> None:
         assert refused.status_code == 403
     missing = client.post("/api/v1/imports/petitions", headers=auth("admin"))
     assert missing.status_code == 422 and "file" in missing.get_json()["errors"]
+
+
+def _login(client: Any, username: str) -> str:
+    """Log in through the pages' form; return a CSRF token for later posts."""
+    import re
+
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    resp = client.post(
+        "/login", data={"username": username, "password": "demo1234", "csrf_token": token[1]}
+    )
+    assert resp.status_code == 302
+    return str(token[1])
+
+
+def test_the_printable_annual_report_page(client: Any, services: Services) -> None:
+    from engine.services.petition_import import import_petitions
+    from tests.service.petition_support import actor
+
+    import_petitions(services, actor(services, "admin"), good_and_bad(), "2022.xlsx")
+    _login(client, "supervisor")
+    page = client.get(f"/reports/annual?year=2022&unit_id={unit_id(services, 'S01')}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "示范街道 年度报告 2022" in html
+    assert '<tr data-figure="evaluation_rate">' in html and "1 / 2" in html and "50.0%" in html
+    assert "参评率" in html and "信访人作出评价的件数 / 应参评件数。" in html
+    assert "@media print" in html and "size: A4" in html
+    client.get("/lang/en")
+    english = client.get("/reports/annual?year=2022").get_data(as_text=True)
+    assert "Annual report" in english and "Evaluation rate" in english
+
+
+def test_the_admin_import_page_previews_then_commits(client: Any, services: Services) -> None:
+    import re
+
+    _login(client, "admin")
+    form = client.get("/admin/imports/petitions").get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert found is not None and "信访人" in form  # the column documentation
+    token = found[1]
+    preview = client.post(
+        "/admin/imports/petitions",
+        data={"csrf_token": token, "action": "preview",
+              "file": (io.BytesIO(good_and_bad()), "2022台账.xlsx")},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200, html
+    assert "试运行：未写入任何数据" in html
+    assert "共 7 行：可导入 3 行，已导入 0 行，跳过 0 行，失败 4 行。" in html
+    assert "系统中没有村（社区）“不存在村”。" in html
+    assert client.get("/api/v1/petitions", headers={}).status_code in (401, 200)
+    from engine.persistence.models import Petition
+    from tests.service.test_petition_import import count
+
+    assert count(services, Petition) == 0
+    upload = re.search(r'name="token" value="([0-9a-f]{32})"', html)
+    assert upload is not None
+    done = client.post(
+        "/admin/imports/petitions",
+        data={"csrf_token": token, "action": "commit", "token": upload[1],
+              "file_name": "2022台账.xlsx"},
+    )  # fmt: skip
+    assert done.status_code == 200
+    assert "已导入" in done.get_data(as_text=True)
+    assert count(services, Petition) == 3
+    expired = client.post(
+        "/admin/imports/petitions",
+        data={"csrf_token": token, "action": "commit", "token": upload[1]},
+    )
+    assert expired.status_code == 422 and "请重新上传文件。" in expired.get_data(as_text=True)
+
+
+def test_the_import_page_is_for_admins_only(client: Any) -> None:
+    _login(client, "clerk")
+    assert client.get("/admin/imports/petitions").status_code == 403

@@ -242,9 +242,11 @@ def test_every_figure_of_a_known_year(services: Services, clock: SettableClock) 
     assert [value(k) for k in ("repeat_petitions", "supervised", "overdue_open")] == [1, 1, 1]
     # Key persons.
     assert value("key_persons_registered") == 2
-    assert [
-        value(f"key_persons_under_control_{level}") for level in ("high", "medium", "low")
-    ] == [1, 0, 0]
+    assert [value(f"key_persons_under_control_{level}") for level in ("high", "medium", "low")] == [
+        1,
+        0,
+        0,
+    ]
     assert value("key_persons_signed_off") == 1
     assert ratio("leader_ownership_resolution_rate") == (1, 2, "50.0%")
     # Screening: every round due in 2025 counts, whether opened by the September or November tick.

@@ -171,9 +171,12 @@ def test_imported_closed_cases_count_in_the_figures_of_their_own_year(
     )
     assert figures["evaluation_rate"]["display"] == "50.0%"
     assert figures["satisfaction_rate"]["display"] == "100.0%"
-    assert annual_report.flat_figures(
-        annual_report.annual_report(services, actor(services, "admin"), 2023)
-    )["received"]["value"] == 0
+    assert (
+        annual_report.flat_figures(
+            annual_report.annual_report(services, actor(services, "admin"), 2023)
+        )["received"]["value"]
+        == 0
+    )
 
 
 def test_reimporting_the_same_file_adds_nothing(services: Services) -> None:
@@ -223,7 +226,15 @@ def test_the_failure_report_workbook_lists_each_failed_row_and_why(services: Ser
     report = import_petitions(services, actor(services, "admin"), good_and_bad(), "x.xlsx")
     ws = load_workbook(io.BytesIO(petition_import.report_xlsx(report, datetime.now(UTC)))).active
     assert ws is not None
-    assert [c.value for c in ws[3]] == ["行号", "结果", "收到日期", "信访人", "信访事项", "编号", "原因"]
+    assert [c.value for c in ws[3]] == [
+        "行号",
+        "结果",
+        "收到日期",
+        "信访人",
+        "信访事项",
+        "编号",
+        "原因",
+    ]
     assert [ws.cell(row=r, column=1).value for r in range(4, 8)] == [5, 6, 7, 8]
     assert ws.cell(row=5, column=7).value == "村（社区）：系统中没有村（社区）“不存在村”。"
     assert ws.freeze_panes == "A4"

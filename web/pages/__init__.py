@@ -331,9 +331,11 @@ def init_pages(app: Flask) -> None:
     from web.pages import (  # noqa: F401
         admin,
         boards,
+        imports,
         keypersons,
         notifications,
         petitions,
+        reports,
         screening,
         tasks,
     )

@@ -35,9 +35,7 @@ def annual_report_page() -> Any:
     lang = page_lang()
     report = annual_report.annual_report(svc, actor, year, unit_id, lang)
     with svc.uow() as uow:
-        units = [
-            orgs.unit_view(u) for u in orgs.list_units(uow, actor) if u.kind != "department"
-        ]
+        units = [orgs.unit_view(u) for u in orgs.list_units(uow, actor) if u.kind != "department"]
     return render_template(
         "annual_report.html",
         report=report,
@@ -48,4 +46,3 @@ def annual_report_page() -> Any:
         lang=lang,
         generated_at=svc.clock.now(),
     )
-

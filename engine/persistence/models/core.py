@@ -66,13 +66,18 @@ class Unit(Base):
     """An organisational unit: district, street, village/community or department."""
 
     __tablename__ = "units"
+    # The scope filters match path prefixes (path LIKE '/1/4/%'): on PostgreSQL only a
+    # pattern-ops index serves LIKE under a non-C collation; SQLite ignores the option.
+    __table_args__ = (
+        Index("ix_units_path", "path", postgresql_ops={"path": "varchar_pattern_ops"}),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
     # Materialized path "/1/4/17/": a role on a unit covers every unit whose path starts with it.
-    path: Mapped[str] = mapped_column(String(500), index=True)
+    path: Mapped[str] = mapped_column(String(500))
     reporting: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -103,7 +108,11 @@ class RoleAssignment(Base):
     """A role held by a user on a unit (and its descendants); admin may have no unit."""
 
     __tablename__ = "role_assignments"
-    __table_args__ = (UniqueConstraint("user_id", "role", "unit_id"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "unit_id"),
+        # Who holds a role on a unit or its ancestors (notifications, warnings): by unit.
+        Index("ix_role_assignments_unit_role", "unit_id", "role"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(20))
@@ -195,6 +204,9 @@ class Deadline(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "kind"),
         Index("ix_deadlines_open", "state", "due_on"),
+        # KPI rates by due date, and "overdue at the period's end" (issue 8, bench/annual.py).
+        Index("ix_deadlines_kind_due", "kind", "due_on", "state", "case_id"),
+        Index("ix_deadlines_met_kind", "met_on", "kind", "due_on", "case_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)

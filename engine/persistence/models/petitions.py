@@ -56,6 +56,19 @@ class Petition(Base):
         Index("ix_petitions_responsible_status", "responsible_unit_id", "status"),
         Index("ix_petitions_status_received", "status", "received_on"),
         Index("ix_petitions_evaluated_on", "evaluated_on"),
+        # Covers the year's scans of the KPI and annual-report figures (issue 8).
+        Index(
+            "ix_petitions_figures",
+            "received_on",
+            "unit_id",
+            "village_id",
+            "responsible_unit_id",
+            "channel",
+            "category",
+            "source",
+            "repeat_of_id",
+            "proxy_agent",
+        ),
     )
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
     # The office that registered it (the street); scope and KPIs start here.

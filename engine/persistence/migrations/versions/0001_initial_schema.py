@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:15:40.935454
+Create Date: 2026-11-26 16:31:24.588898
 """
 
 from alembic import op
@@ -78,7 +78,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('code', name=op.f('uq_units_code'))
     )
     with op.batch_alter_table('units', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_units_path'), ['path'], unique=False)
+        batch_op.create_index('ix_units_path', ['path'], unique=False, postgresql_ops={'path': 'varchar_pattern_ops'})
 
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -177,6 +177,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('user_id', 'role', 'unit_id', name=op.f('uq_role_assignments_user_id_role_unit_id'))
     )
     with op.batch_alter_table('role_assignments', schema=None) as batch_op:
+        batch_op.create_index('ix_role_assignments_unit_role', ['unit_id', 'role'], unique=False)
         batch_op.create_index(batch_op.f('ix_role_assignments_user_id'), ['user_id'], unique=False)
 
     op.create_table('cases',
@@ -248,6 +249,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deadlines', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deadlines_case_id'), ['case_id'], unique=False)
+        batch_op.create_index('ix_deadlines_kind_due', ['kind', 'due_on', 'state', 'case_id'], unique=False)
+        batch_op.create_index('ix_deadlines_met_kind', ['met_on', 'kind', 'due_on', 'case_id'], unique=False)
         batch_op.create_index('ix_deadlines_open', ['state', 'due_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_deadlines_unit_id'), ['unit_id'], unique=False)
 
@@ -392,6 +395,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('petitions', schema=None) as batch_op:
         batch_op.create_index('ix_petitions_evaluated_on', ['evaluated_on'], unique=False)
+        batch_op.create_index('ix_petitions_figures', ['received_on', 'unit_id', 'village_id', 'responsible_unit_id', 'channel', 'category', 'source', 'repeat_of_id', 'proxy_agent'], unique=False)
         batch_op.create_index(batch_op.f('ix_petitions_received_on'), ['received_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_petitions_repeat_of_id'), ['repeat_of_id'], unique=False)
         batch_op.create_index('ix_petitions_responsible_status', ['responsible_unit_id', 'status'], unique=False)
@@ -889,6 +893,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_petitions_responsible_status')
         batch_op.drop_index(batch_op.f('ix_petitions_repeat_of_id'))
         batch_op.drop_index(batch_op.f('ix_petitions_received_on'))
+        batch_op.drop_index('ix_petitions_figures')
         batch_op.drop_index('ix_petitions_evaluated_on')
 
     op.drop_table('petitions')
@@ -916,6 +921,8 @@ def downgrade() -> None:
     with op.batch_alter_table('deadlines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deadlines_unit_id'))
         batch_op.drop_index('ix_deadlines_open')
+        batch_op.drop_index('ix_deadlines_met_kind')
+        batch_op.drop_index('ix_deadlines_kind_due')
         batch_op.drop_index(batch_op.f('ix_deadlines_case_id'))
 
     op.drop_table('deadlines')
@@ -933,6 +940,7 @@ def downgrade() -> None:
     op.drop_table('cases')
     with op.batch_alter_table('role_assignments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_role_assignments_user_id'))
+        batch_op.drop_index('ix_role_assignments_unit_role')
 
     op.drop_table('role_assignments')
     with op.batch_alter_table('receptions', schema=None) as batch_op:
@@ -954,7 +962,7 @@ def downgrade() -> None:
     op.drop_table('case_type_definitions')
     op.drop_table('users')
     with op.batch_alter_table('units', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_units_path'))
+        batch_op.drop_index('ix_units_path', postgresql_ops={'path': 'varchar_pattern_ops'})
 
     op.drop_table('units')
     op.drop_table('settings')
