@@ -68,6 +68,33 @@ def _dispatch_outbox(services: Services, now: datetime) -> int:
     return run_dispatch_job(services, now)
 
 
+# SQLite collects no planner statistics by itself; without them it can pick a poor index for
+# the KPI and annual-report aggregates. PostgreSQL's autovacuum analyzes on its own.
+ANALYSIS_LIMIT = 1000  # rows sampled per index: approximate statistics, bounded cost
+
+
+def _optimize_sqlite(services: Services, now: datetime) -> int:
+    """Once a local day on SQLite, refresh the planner statistics (ANALYZE, PRAGMA optimize)."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects.sqlite import insert
+
+    from engine.clock import LOCAL_TZ
+    from engine.persistence.models import JobRun
+
+    if services.engine.dialect.name != "sqlite":
+        return 0
+    period = now.astimezone(LOCAL_TZ).date().isoformat()
+    with services.uow() as uow:
+        mark = insert(JobRun).values(job="optimize_sqlite", period=period, ran_at=now)
+        if uow.session.execute(mark.on_conflict_do_nothing().returning(JobRun.id)).first() is None:
+            return 0  # already done today
+        uow.session.execute(text(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}"))
+        uow.session.execute(text("ANALYZE"))
+        uow.session.execute(text("PRAGMA optimize"))
+        uow.commit()
+    return 1
+
+
 # Order matters within one tick: timers first (they may meet deadlines), then warnings;
 # the outbox dispatcher sends what the jobs before it queued in the same tick.
 JOBS: list[Job] = [
@@ -79,6 +106,7 @@ JOBS: list[Job] = [
     Job("key_person_cycles", _stabilization),
     Job("daily_digest", _daily_digest),
     Job("dispatch_outbox", _dispatch_outbox),
+    Job("optimize_sqlite", _optimize_sqlite),
 ]
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, distinct, exists, func, or_, select
+from sqlalchemy import String, and_, case, distinct, exists, func, literal, or_, select, union_all
 
 from engine.bootstrap import Services
 from engine.clock import LOCAL_TZ, local_today
@@ -1585,82 +1585,133 @@ def list_receptions(
 # -- KPIs (DOMAIN.md §3) ----------------------------------------------------------------------
 
 
-def _in_period_scope(period: Period) -> Any:
-    units = select(Unit.id).where(Unit.path.startswith(period.unit_path))
+def _in_period_scope(uow: UnitOfWork, period: Period) -> Any:
+    """Petitions of the period's unit, as disjoint conditions each index can serve.
+
+    A petition is in scope when its registering office (``unit_id``), its village or its
+    responsible unit lies under the period's unit. Written as an OR of three ``IN`` columns
+    it defeats every index, so the unit ids are resolved first (a few rows) and the scope is
+    split on the registering office: office under the unit (one indexed column — the whole
+    street or district), or office elsewhere and village or responsible unit under the unit
+    (a village or department asking about the petitions it handles). Same rows, no overlap.
+    """
+    rows = uow.session.execute(select(Unit.id, Unit.path)).all()
+    inside = [uid for uid, path in rows if path.startswith(period.unit_path)]
+    outside = [uid for uid, path in rows if not path.startswith(period.unit_path)]
+    own_office = Petition.unit_id.in_(inside)
+    if not outside:
+        return own_office
     return or_(
-        Petition.unit_id.in_(units),
-        Petition.village_id.in_(units),
-        Petition.responsible_unit_id.in_(units),
+        own_office,
+        and_(
+            Petition.unit_id.in_(outside),
+            or_(Petition.village_id.in_(inside), Petition.responsible_unit_id.in_(inside)),
+        ),
     )
 
 
 def petition_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
-    """The petition KPIs of a period and unit, each by one SQL aggregate."""
+    """The petition KPIs of a period and unit, all SQL aggregates over indexed row sources."""
     session = uow.session
-    scope = _in_period_scope(period)
+    scope = _in_period_scope(uow, period)
     start, end = period.date_from, period.date_to
 
     received, repeats = session.execute(
         select(
             func.count(),
-            func.coalesce(func.sum(case((Petition.repeat_of_id.is_not(None), 1), else_=0)), 0),
+            func.count(Petition.repeat_of_id),
         ).where(scope, Petition.received_on.between(start, end))
     ).one()
-
-    # A deadline counts once it is settled: met (on time) or missed (late or lapsed).
-    settled = dict.fromkeys(("acceptance_notice", "reply", "evaluation_window"), (0, 0))
-    for kind, met, total in session.execute(
-        select(
-            Deadline.kind,
-            func.coalesce(func.sum(case((Deadline.state == "met", 1), else_=0)), 0),
-            func.count(),
-        )
-        .join(Petition, Petition.case_id == Deadline.case_id)
-        .where(
-            Deadline.kind.in_(list(settled)),
-            Deadline.due_on.between(start, end),
-            Deadline.state.in_(("met", "missed")),
-            scope,
-        )
-        .group_by(Deadline.kind)
-    ):
-        settled[kind] = (int(met), int(total))
 
     satisfied_values = [Rating.satisfied.value]
     if bool(get_setting(uow, "basic_satisfied_counts")):
         satisfied_values.append(Rating.basically_satisfied.value)
     satisfied, evaluated = session.execute(
         select(
-            func.coalesce(func.sum(case((Petition.rating.in_(satisfied_values), 1), else_=0)), 0),
+            func.count(case((Petition.rating.in_(satisfied_values), 1))),
             func.count(),
         ).where(scope, Petition.rating.is_not(None), Petition.evaluated_on.between(start, end))
     ).one()
 
-    supervised = session.scalar(
-        select(func.count(distinct(PetitionSupervision.petition_id)))
-        .join(Petition, Petition.case_id == PetitionSupervision.petition_id)
-        .where(scope, PetitionSupervision.opened_on.between(start, end))
-    )
-
-    overdue_open = session.scalar(
-        select(func.count(distinct(Petition.case_id)))
-        .join(Deadline, Deadline.case_id == Petition.case_id)
-        .where(
-            scope,
-            Deadline.kind.in_(SUPERVISED_KINDS),
-            Deadline.due_on < end,
-            or_(Deadline.met_on.is_(None), Deadline.met_on > end),
+    # Three disjoint row sources, each an index-only range:
+    # - a deadline counts once it is settled: met (on time) or missed (late or lapsed);
+    # - supervised: petitions with a supervision (督办) opened in the period;
+    # - overdue at period end: a supervised deadline due before the end and not met by then
+    #   (unmet and met-after-the-end are disjoint ranges of ix_deadlines_met_kind).
+    overdue_due = (Deadline.kind.in_(SUPERVISED_KINDS), Deadline.due_on < end)
+    late = union_all(
+        select(Deadline.case_id).where(Deadline.met_on.is_(None), *overdue_due),
+        select(Deadline.case_id).where(Deadline.met_on > end, *overdue_due),
+    ).subquery()
+    sources = (
+        select(
+            Deadline.case_id.label("petition_id"),
+            Deadline.kind.label("part"),
+            case((Deadline.state == "met", 1), else_=0).label("met"),
+        ).where(
+            Deadline.kind.in_(("acceptance_notice", "reply", "evaluation_window")),
+            Deadline.due_on.between(start, end),
+            Deadline.state.in_(("met", "missed")),
+        ),
+        select(
+            PetitionSupervision.petition_id.label("petition_id"),
+            literal("supervised", String).label("part"),
+            literal(0).label("met"),
         )
+        .where(PetitionSupervision.opened_on.between(start, end))
+        .distinct(),
+        select(
+            late.c.case_id.label("petition_id"),
+            literal("overdue", String).label("part"),
+            literal(0).label("met"),
+        ).distinct(),
     )
+    counts: dict[tuple[str, int], int] = {}
+    if uow.dialect == "postgresql":
+        # One hash of the in-scope petitions for all three sources.
+        rows = union_all(*sources).subquery()
+        grouped = [
+            select(rows.c.part, rows.c.met, func.count())
+            .join(Petition, Petition.case_id == rows.c.petition_id)
+            .where(scope)
+            .group_by(rows.c.part, rows.c.met)
+        ]
+    else:
+        # SQLite nests loops: a plain join per source lets it pick the driving side.
+        settled_rows = sources[0]
+        grouped = [
+            settled_rows.with_only_columns(
+                Deadline.kind, settled_rows.selected_columns.met, func.count()
+            )
+            .join(Petition, Petition.case_id == Deadline.case_id)
+            .where(scope)
+            .group_by(Deadline.kind, settled_rows.selected_columns.met),
+            select(
+                literal("supervised", String), literal(0), func.count(distinct(Petition.case_id))
+            )
+            .join(PetitionSupervision, PetitionSupervision.petition_id == Petition.case_id)
+            .where(scope, PetitionSupervision.opened_on.between(start, end)),
+            select(literal("overdue", String), literal(0), func.count(distinct(Petition.case_id)))
+            .join(Deadline, Deadline.case_id == Petition.case_id)
+            .where(scope, *overdue_due, or_(Deadline.met_on.is_(None), Deadline.met_on > end)),
+        ]
+    for stmt in grouped:
+        for part, met, n in session.execute(stmt):
+            counts[(str(part), int(met))] = int(n)
+
+    def settled(kind: str) -> Ratio:
+        met = counts.get((kind, 1), 0)
+        return Ratio(met, met + counts.get((kind, 0), 0))
+
     return {
-        "received": int(received),
-        "accepted_on_time_rate": Ratio(*settled["acceptance_notice"]),
-        "replied_on_time_rate": Ratio(*settled["reply"]),
-        "evaluation_rate": Ratio(*settled["evaluation_window"]),
-        "satisfaction_rate": Ratio(int(satisfied), int(evaluated)),
-        "repeat_petitions": int(repeats),
-        "supervised": int(supervised or 0),
-        "overdue_open": int(overdue_open or 0),
+        "received": int(received or 0),
+        "accepted_on_time_rate": settled("acceptance_notice"),
+        "replied_on_time_rate": settled("reply"),
+        "evaluation_rate": settled("evaluation_window"),
+        "satisfaction_rate": Ratio(int(satisfied or 0), int(evaluated or 0)),
+        "repeat_petitions": int(repeats or 0),
+        "supervised": counts.get(("supervised", 0), 0),
+        "overdue_open": counts.get(("overdue", 0), 0),
     }
 
 

@@ -69,6 +69,9 @@ class Petition(Base):
             "repeat_of_id",
             "proxy_agent",
         ),
+        # The KPI joins check each deadline's petition against the unit scope from this
+        # index alone (index-only), never from the wide petition row.
+        Index("ix_petitions_case_scope", "case_id", "unit_id", "village_id", "responsible_unit_id"),
     )
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
     # The office that registered it (the street); scope and KPIs start here.

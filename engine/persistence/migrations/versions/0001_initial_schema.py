@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:31:24.588898
+Create Date: 2026-11-26 17:11:17.996363
 """
 
 from alembic import op
@@ -394,6 +394,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('case_id', name=op.f('pk_petitions'))
     )
     with op.batch_alter_table('petitions', schema=None) as batch_op:
+        batch_op.create_index('ix_petitions_case_scope', ['case_id', 'unit_id', 'village_id', 'responsible_unit_id'], unique=False)
         batch_op.create_index('ix_petitions_evaluated_on', ['evaluated_on'], unique=False)
         batch_op.create_index('ix_petitions_figures', ['received_on', 'unit_id', 'village_id', 'responsible_unit_id', 'channel', 'category', 'source', 'repeat_of_id', 'proxy_agent'], unique=False)
         batch_op.create_index(batch_op.f('ix_petitions_received_on'), ['received_on'], unique=False)
@@ -895,6 +896,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_petitions_received_on'))
         batch_op.drop_index('ix_petitions_figures')
         batch_op.drop_index('ix_petitions_evaluated_on')
+        batch_op.drop_index('ix_petitions_case_scope')
 
     op.drop_table('petitions')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
