@@ -204,9 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = (
         [int(s) for s in args.sizes.split(",")]
         if args.sizes
-        else ([1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000])
+        else ([1_000, 5_000] if args.quick else [1_000, 100_000, 1_000_000])
     )
-    runs = 15 if args.quick else 30
+    runs = 10 if args.quick else 30
     results: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
     for backend in args.backends.split(","):
         if backend == "postgresql":

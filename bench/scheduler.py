@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--total", type=int, default=None)
     parser.add_argument("--backends", default="postgresql,sqlite")
     args = parser.parse_args(argv)
-    total = args.total or (50_000 if args.quick else 1_000_000)
+    total = args.total or (20_000 if args.quick else 1_000_000)
     due = 1_000
     rows: list[dict[str, Any]] = []
     notes: list[str] = []

@@ -404,18 +404,16 @@ def grow_to(services: Services, total: int, templates: list[Template] | None = N
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bench.seed --cases N [--database-url URL]`: a fresh database of N cases."""
+    """`python -m bench.seed --cases N --database-url URL`: a database of N cases."""
     from engine.bootstrap import build_services
     from engine.config import Settings
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", type=int, required=True)
-    parser.add_argument("--database-url", default=None)
+    # Required: cloned benchmark cases must never land in the instance's own database.
+    parser.add_argument("--database-url", required=True)
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {"log_level": "WARNING"}
-    if args.database_url:
-        overrides["database_url"] = args.database_url
-    settings = Settings.from_env(None, **overrides)
+    settings = Settings.from_env({}, database_url=args.database_url, log_level="WARNING")
     services = build_services(settings, deploy=False)
     from engine.persistence.migrate import upgrade
 

@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--backends", default="postgresql,sqlite")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (5.0 if args.quick else 30.0)
+    seconds = args.seconds or (4.0 if args.quick else 30.0)
     if args.load is not None:
         print(json.dumps(load(args.load, args.clients, seconds, args.village)))
         return

@@ -7,8 +7,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, false, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    false,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.sqltypes import NullType
 
 from engine.errors import NotFoundError, PermissionDeniedError
 from engine.persistence.models import RoleAssignment, Unit, User
@@ -115,20 +129,46 @@ def unit_scope(
         return true()
     if not paths:
         return false()
-    sub = select(Unit.id).where(or_(*[Unit.path.startswith(p) for p in sorted(set(paths))]))
+    sub = select(Unit.id).where(or_(*[path_under(p) for p in sorted(set(paths))]))
     return unit_column.in_(sub.scalar_subquery())  # type: ignore[no-any-return]
 
 
-def path_under(dialect: str, path: str) -> ColumnElement[bool]:
-    """Unit.path starts with `path` ("/1/4/"), in a form the database's path index serves.
+class _PathUnder(FunctionElement[bool]):
+    """`path LIKE prefix || '%'`, compiled per database (see `path_under`)."""
+
+    # Untyped: a Boolean-typed expression gets "= 1" appended on SQLite, which hides the
+    # range from its index.
+    type = NullType()  # type: ignore[assignment]
+    name = "path_under"
+    inherit_cache = True
+
+
+@compiles(_PathUnder)
+def _path_under_like(element: _PathUnder, compiler: Any, **kw: Any) -> str:
+    column, prefix, _upper = element.clauses
+    return str(compiler.process(column.startswith(prefix), **kw))
+
+
+@compiles(_PathUnder, "sqlite")
+def _path_under_range(element: _PathUnder, compiler: Any, **kw: Any) -> str:
+    column, prefix, upper = element.clauses
+    condition = and_(column.startswith(prefix), column >= prefix, column < upper).self_group()
+    return str(compiler.process(condition, **kw))
+
+
+def path_under(path: str, column: Any = None) -> ColumnElement[bool]:
+    """The unit path in `column` (Unit.path) starts with `path` ("/1/4/"), in a form the
+    database's path index serves.
 
     SQLite cannot use an index for LIKE with a bound pattern, so there the prefix is also a
     range (paths are ASCII digits and "/", and "0" follows "/"); PostgreSQL serves LIKE from
-    its pattern-ops index and compares text by collation, so it gets the LIKE alone."""
-    condition = Unit.path.startswith(path)
-    if dialect == "sqlite" and path.endswith("/"):
-        return and_(condition, Unit.path >= path, Unit.path < path[:-1] + "0")
-    return condition
+    its pattern-ops index and compares text by collation (which may ignore "/"), so it gets
+    the LIKE alone."""
+    column = Unit.path if column is None else column
+    if not path.endswith("/"):
+        return column.startswith(path)  # type: ignore[no-any-return]
+    upper = path[:-1] + "0"
+    return _PathUnder(column, literal(path, String), literal(upper, String))
 
 
 # Up to this many units in a scope are read first and passed to queries as a list of ids.
@@ -149,8 +189,7 @@ def unit_scope_ids(
         return true()
     if not paths:
         return false()
-    dialect = session.get_bind().dialect.name
-    sub = select(Unit.id).where(or_(*[path_under(dialect, p) for p in sorted(set(paths))]))
+    sub = select(Unit.id).where(or_(*[path_under(p) for p in sorted(set(paths))]))
     ids = list(session.scalars(sub.limit(SCOPE_IDS_MAX + 1)))
     if len(ids) > SCOPE_IDS_MAX:
         return unit_column.in_(sub.scalar_subquery())  # type: ignore[no-any-return]

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
-    exists,
     false,
     func,
     or_,
@@ -60,7 +59,7 @@ SCOPE_LIST_MAX = 2000
 def _units_under(uow: UnitOfWork, path: str) -> Any:
     """The units under `path`: their ids when few (the planner then reads only their open
     tasks through the (status, unit_id, role) index), else the subquery for a large scope."""
-    under = select(Unit.id).where(path_under(uow.dialect, path))
+    under = select(Unit.id).where(path_under(path))
     ids = list(uow.session.scalars(under.limit(SCOPE_LIST_MAX + 1)))
     return ids if len(ids) <= SCOPE_LIST_MAX else under
 
@@ -84,7 +83,7 @@ def _visible(uow: UnitOfWork, actor: Actor) -> Any:
 
 @lru_cache(maxsize=1024)
 def _case_visible(actor: Actor) -> Any:
-    """`case_visibility` as a correlated EXISTS on its own alias of cases.
+    """`case_visibility`, evaluated per listed task on its own alias of cases.
 
     Joined to the listed tasks' cases directly, its key-person subqueries make PostgreSQL
     scan every case; as a per-task EXISTS it reads one case by primary key per task.
@@ -94,7 +93,9 @@ def _case_visible(actor: Actor) -> Any:
         return condition
     own = Case.__table__.alias("visible_case")
     adapted = ClauseAdapter(own).traverse(condition)
-    return exists().where(own.c.id == Task.case_id, adapted)
+    # A scalar subquery, not EXISTS: PostgreSQL may turn an EXISTS into a hash over every
+    # case (it did at 100k cases); a correlated scalar subquery is read per listed task.
+    return select(adapted.label("visible")).where(own.c.id == Task.case_id).scalar_subquery()
 
 
 def list_tasks(uow: UnitOfWork, actor: Actor, flt: TaskFilter, now: datetime) -> dict[str, Any]:
