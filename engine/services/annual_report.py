@@ -83,36 +83,6 @@ FIGURE_DEFINITIONS: Mapping[str, KpiDefinition] = MappingProxyType(
             "期间内收到的信访件按建议意见、检举控告、申诉求决分类的件数。",
             "Petitions received in the period, counted by category.",
         ),
-        "key_persons_registered": KpiDefinition(
-            "新登记重点信访人员",
-            "Key persons registered",
-            "期间内登记的重点信访人员人数。",
-            "Key petitioners whose file was registered in the period.",
-        ),
-        "key_persons_under_control_high": KpiDefinition(
-            "在控重点人员（高风险）",
-            "Under control: high risk",
-            "期末仍在管控（未销号）且最近研判为高风险的人数。",
-            "Files open at the period's end whose latest assessment is high risk.",
-        ),
-        "key_persons_under_control_medium": KpiDefinition(
-            "在控重点人员（中风险）",
-            "Under control: medium risk",
-            "期末仍在管控（未销号）且最近研判为中风险的人数。",
-            "Files open at the period's end whose latest assessment is medium risk.",
-        ),
-        "key_persons_under_control_low": KpiDefinition(
-            "在控重点人员（低风险）",
-            "Under control: low risk",
-            "期末仍在管控（未销号）且最近研判为低风险的人数。",
-            "Files open at the period's end whose latest assessment is low risk.",
-        ),
-        "key_persons_signed_off": KpiDefinition(
-            "重点人员销号",
-            "Key persons signed off",
-            "期间内经审批销号的重点信访人员人数。",
-            "Key-person files signed off (销号) in the period.",
-        ),
         "screening_rounds_due": KpiDefinition(
             "应报排查轮次",
             "Screening rounds due",
@@ -124,18 +94,6 @@ FIGURE_DEFINITIONS: Mapping[str, KpiDefinition] = MappingProxyType(
             "Reported on time",
             "截止日前上报并经单位负责人签批（含零报告）的轮次数。",
             "Rounds reported and signed by the unit head (incl. zero reports) by the due day.",
-        ),
-        "zero_reports": KpiDefinition(
-            "零报告",
-            "Zero reports",
-            "期间内到期的轮次中，明确报告未发现矛盾纠纷的轮次数。",
-            "Rounds due in the period that explicitly reported nothing found.",
-        ),
-        "hazards_found": KpiDefinition(
-            "排查发现隐患",
-            "Hazards found",
-            "期间内排查发现并登记入台账的矛盾纠纷隐患数。",
-            "Dispute hazards found and entered in the ledger in the period.",
         ),
         "hazards_by_type": KpiDefinition(
             "隐患按纠纷类型",
