@@ -1443,6 +1443,11 @@ class HazardHooks:
 # -- figures ----------------------------------------------------------------------------------
 
 
+def _count_if(*conditions: Any) -> Any:
+    """SQL: how many rows of the group meet all the conditions (0, never NULL)."""
+    return func.coalesce(func.sum(case((and_(*conditions), 1), else_=0)), 0)
+
+
 def screening_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
     """KPIs of DOMAIN.md §3 for screening, by SQL aggregation over the unit's subtree."""
     units = select(Unit.id).where(Unit.path.startswith(period.unit_path))
@@ -1450,35 +1455,13 @@ def screening_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
     due, on_time, zero = session.execute(
         select(
             func.count(),
-            func.coalesce(
-                func.sum(
-                    case(
-                        (
-                            and_(
-                                ScreeningRound.signed_on.is_not(None),
-                                ScreeningRound.signed_on <= ScreeningRound.due_on,
-                            ),
-                            1,
-                        ),
-                        else_=0,
-                    )
-                ),
-                0,
+            _count_if(
+                ScreeningRound.signed_on.is_not(None),
+                ScreeningRound.signed_on <= ScreeningRound.due_on,
             ),
-            func.coalesce(
-                func.sum(
-                    case(
-                        (
-                            and_(
-                                ScreeningRound.zero_report.is_(True),
-                                ScreeningRound.status.in_(["submitted", "signed"]),
-                            ),
-                            1,
-                        ),
-                        else_=0,
-                    )
-                ),
-                0,
+            _count_if(
+                ScreeningRound.zero_report.is_(True),
+                ScreeningRound.status.in_(["submitted", "signed"]),
             ),
         ).where(
             ScreeningRound.unit_id.in_(units),
@@ -1489,21 +1472,7 @@ def screening_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
     found, signed_off = session.execute(
         select(
             func.count(),
-            func.coalesce(
-                func.sum(
-                    case(
-                        (
-                            and_(
-                                Hazard.signed_off_on.is_not(None),
-                                Hazard.signed_off_on <= period.date_to,
-                            ),
-                            1,
-                        ),
-                        else_=0,
-                    )
-                ),
-                0,
-            ),
+            _count_if(Hazard.signed_off_on.is_not(None), Hazard.signed_off_on <= period.date_to),
         ).where(
             Hazard.unit_id.in_(units),
             Hazard.found_on >= period.date_from,
