@@ -43,6 +43,7 @@ from engine.errors import NotFoundError, ValidationError
 from engine.persistence.db import UnitOfWork
 from engine.persistence.models import Case, CaseTypeDefinition, Deadline, Task, Unit
 from engine.services.case_types import CaseType, CaseTypeRegistry, HookContext
+from engine.services.petition_counts import RESERVED_KINDS
 from engine.services.reports import Figure, Period, register_labels, register_section
 from engine.workflow import (
     Definition,
@@ -428,6 +429,14 @@ def _deadlines(raw: Any, problems: _Problems) -> tuple[DeadlineSpec, ...]:
             continue
         if kind in kinds:
             problems.add(f"{path}.kind", f"duplicate deadline '{kind}'", f"期限 '{kind}' 重复")
+            continue
+        if kind in RESERVED_KINDS:
+            problems.add(
+                f"{path}.kind",
+                f"deadline kind '{kind}' is reserved for petitions (their KPIs count it); "
+                "give this deadline a kind of its own",
+                f"期限类型 '{kind}' 为信访件专用（其统计口径按此计算），请另起名称",
+            )
             continue
         kinds.add(kind)
         length = _opt_int(item, "length", path, problems, low=1)
@@ -1403,10 +1412,21 @@ def _deadline_rate(uow: UnitOfWork, spec: CaseTypeSpec, kpi: KpiSpec, period: Pe
     return Ratio(met, due)
 
 
+def _has_cases(uow: UnitOfWork, case_type: str) -> bool:
+    return (
+        uow.session.scalar(select(Case.id).where(Case.case_type == case_type).limit(1)) is not None
+    )
+
+
 def case_type_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
     """The KPIs every deployed data case type declares, for a period and unit."""
     figures: dict[str, Figure] = {}
     for spec in _latest_specs(uow):
+        if spec.kpis and not _has_cases(uow, spec.name):
+            # Nothing to count: spare the JSON scans (the planner may not know the type is empty).
+            for kpi in spec.kpis:
+                figures[kpi.key] = 0 if kpi.kind == "count" else Ratio(0, 0)
+            continue
         for kpi in spec.kpis:
             if kpi.kind == "count":
                 figures[kpi.key] = _count(uow, spec, kpi, period, [])

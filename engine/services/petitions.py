@@ -81,6 +81,11 @@ from engine.services.cases import (
     task_summary,
 )
 from engine.services.deadlines import deadlines_of, drop_deadline, meet_deadline, set_deadline
+from engine.services.petition_counts import (
+    SETTLED_KINDS,
+    SUPERVISED_KINDS,
+    sqlite_deadline_counts,
+)
 from engine.services.reports import Figure, Period, register_section
 from engine.services.settings import get_setting
 
@@ -115,14 +120,6 @@ STATUS_LABELS: Mapping[str, tuple[str, str]] = {
     "terminated": ("已终结", "Terminated"),
 }
 OPEN_STATUSES = ("registered", "handling", "replied", "under_review", "under_re_review")
-# Deadlines the offices must meet: missing one raises red and opens supervision (督办).
-SUPERVISED_KINDS = (
-    "acceptance_notice",
-    "reply",
-    "assigned",
-    "review_decision",
-    "re_review_decision",
-)
 # Windows: a right or an option that lapses (the petitioner's evaluation or appeal, the
 # organ's remit objection). A lapsed window is closed quietly, without red or supervision.
 WINDOW_KINDS = (
@@ -1585,6 +1582,14 @@ def list_receptions(
 # -- KPIs (DOMAIN.md §3) ----------------------------------------------------------------------
 
 
+def _scope_units(uow: UnitOfWork, period: Period) -> tuple[list[int], list[int]]:
+    """The ids of the units under the period's unit, and of all the others."""
+    rows = uow.session.execute(select(Unit.id, Unit.path)).all()
+    inside = [uid for uid, path in rows if path.startswith(period.unit_path)]
+    outside = [uid for uid, path in rows if not path.startswith(period.unit_path)]
+    return inside, outside
+
+
 def _in_period_scope(uow: UnitOfWork, period: Period) -> Any:
     """Petitions of the period's unit, as disjoint conditions each index can serve.
 
@@ -1595,9 +1600,7 @@ def _in_period_scope(uow: UnitOfWork, period: Period) -> Any:
     street or district), or office elsewhere and village or responsible unit under the unit
     (a village or department asking about the petitions it handles). Same rows, no overlap.
     """
-    rows = uow.session.execute(select(Unit.id, Unit.path)).all()
-    inside = [uid for uid, path in rows if path.startswith(period.unit_path)]
-    outside = [uid for uid, path in rows if not path.startswith(period.unit_path)]
+    inside, outside = _scope_units(uow, period)
     own_office = Petition.unit_id.in_(inside)
     if not outside:
         return own_office
@@ -1649,7 +1652,7 @@ def petition_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
             Deadline.kind.label("part"),
             case((Deadline.state == "met", 1), else_=0).label("met"),
         ).where(
-            Deadline.kind.in_(("acceptance_notice", "reply", "evaluation_window")),
+            Deadline.kind.in_(SETTLED_KINDS),
             Deadline.due_on.between(start, end),
             Deadline.state.in_(("met", "missed")),
         ),
@@ -1677,23 +1680,15 @@ def petition_figures(uow: UnitOfWork, period: Period) -> dict[str, Figure]:
             .group_by(rows.c.part, rows.c.met)
         ]
     else:
-        # SQLite nests loops: a plain join per source lets it pick the driving side.
-        settled_rows = sources[0]
+        # SQLite nests loops: the deadline counts are split by scope (petition_counts), and the
+        # supervisions of the period (a few rows) are joined plainly.
+        counts.update(sqlite_deadline_counts(session, *_scope_units(uow, period), start, end))
         grouped = [
-            settled_rows.with_only_columns(
-                Deadline.kind, settled_rows.selected_columns.met, func.count()
-            )
-            .join(Petition, Petition.case_id == Deadline.case_id)
-            .where(scope)
-            .group_by(Deadline.kind, settled_rows.selected_columns.met),
             select(
                 literal("supervised", String), literal(0), func.count(distinct(Petition.case_id))
             )
             .join(PetitionSupervision, PetitionSupervision.petition_id == Petition.case_id)
             .where(scope, PetitionSupervision.opened_on.between(start, end)),
-            select(literal("overdue", String), literal(0), func.count(distinct(Petition.case_id)))
-            .join(Deadline, Deadline.case_id == Petition.case_id)
-            .where(scope, *overdue_due, or_(Deadline.met_on.is_(None), Deadline.met_on > end)),
         ]
     for stmt in grouped:
         for part, met, n in session.execute(stmt):
