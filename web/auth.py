@@ -62,9 +62,7 @@ def init_auth(app: Flask) -> None:
     def _authenticate() -> Any:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            svc = services()
-            with svc.read_uow() as uow:
-                g.actor = actor_from_token(svc, uow, header[7:].strip())
+            g.actor = actor_from_token(services(), header[7:].strip())
             return None
         if request.path.startswith("/static/"):
             return None

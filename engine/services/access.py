@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -101,7 +102,9 @@ def _actor_rows() -> Any:
     )
 
 
-def load_actor(session: Session, user_id: int, *, generation: int | None = None) -> Actor:
+def load_actor(
+    session: Session | Connection, user_id: int, *, generation: int | None = None
+) -> Actor:
     """Build the actor of an active user with their grants' unit paths, in one query.
 
     With `generation`, a user whose password changed since (token revoked) is not found."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from engine.bootstrap import Services
 from engine.domain.enums import Role
 from engine.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
-from engine.persistence.db import UnitOfWork
+from engine.persistence.db import READ_ONLY_OPTION, UnitOfWork
 from engine.persistence.models import RoleAssignment, Unit, User
 from engine.services.access import Actor, load_actor, require_admin
 from engine.services.audit import record_event
@@ -190,16 +191,25 @@ def _hasher_dummy(password: str) -> None:
         _hasher.verify(_DUMMY_HASH, password)
 
 
+@lru_cache(maxsize=4)
+def _token_serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="api-token")
+
+
 def issue_token(services: Services, user: User) -> tuple[str, datetime]:
     """A signed bearer token carrying the user id and password generation."""
-    serializer = URLSafeTimedSerializer(services.settings.secret_key, salt="api-token")
-    token = serializer.dumps({"u": user.id, "g": user.token_generation})
+    token = _token_serializer(services.settings.secret_key).dumps(
+        {"u": user.id, "g": user.token_generation}
+    )
     return token, services.clock.now() + timedelta(minutes=services.settings.token_ttl_minutes)
 
 
-def actor_from_token(services: Services, uow: UnitOfWork, token: str) -> Actor:
-    """Verify signature, expiry and generation; return the actor."""
-    serializer = URLSafeTimedSerializer(services.settings.secret_key, salt="api-token")
+def actor_from_token(services: Services, token: str) -> Actor:
+    """Verify signature, expiry and generation; return the actor.
+
+    Runs on every API request: one query on a read-only Core connection (no ORM session,
+    no write lock on SQLite)."""
+    serializer = _token_serializer(services.settings.secret_key)
     try:
         payload = serializer.loads(token, max_age=services.settings.token_ttl_minutes * 60)
     except SignatureExpired as exc:
@@ -207,9 +217,9 @@ def actor_from_token(services: Services, uow: UnitOfWork, token: str) -> Actor:
     except BadSignature as exc:
         raise AuthenticationError("invalid token") from exc
     try:
-        return load_actor(
-            uow.session, int(payload.get("u", 0)), generation=int(payload.get("g", -1))
-        )
+        with services.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY_OPTION: True})
+            return load_actor(conn, int(payload.get("u", 0)), generation=int(payload.get("g", -1)))
     except NotFoundError as exc:
         raise AuthenticationError("token revoked") from exc
 
