@@ -164,7 +164,7 @@ MATRIX: list[R] = [
     row("POST", "/api/v1/petitions/<int:petition_id>/review-requests", 401, 403, 409, 403, 409, 403, 404, 404),
     row("GET",  "/api/v1/petitions/repeat-check",                      401, 200, 200, 200, 200, 200, 200, 200),
     row("GET",  "/api/v1/process-definitions",                         401, 200, 403, 403, 403, 403, 403, 403),
-    row("POST", "/api/v1/process-definitions",                         401, 422, 422, 422, 422, 422, 422, 422),
+    row("POST", "/api/v1/process-definitions",                         401, 422, 403, 403, 403, 403, 403, 403),
     row("GET",  "/api/v1/process-definitions/<int:definition_id>",     401, 200, 403, 403, 403, 403, 403, 403),
     row("POST", "/api/v1/process-definitions/<int:definition_id>/migrations", 401, 200, 403, 403, 403, 403, 403, 403),
     row("GET",  "/api/v1/receptions",                                  401, 200, 200, 200, 200, 200, 200, 200),

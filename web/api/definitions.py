@@ -24,6 +24,15 @@ case_type_bp = Blueprint(
     "case_types", __name__, url_prefix="/api/v1/case-types", description="Case types"
 )
 BLUEPRINTS = [def_bp, case_type_bp]
+
+
+@def_bp.before_request
+def _admins_only() -> None:
+    # Every route here is for admins: refuse others before a request body is parsed, so a
+    # non-admin learns nothing from validation messages (403, not 422).
+    require_admin(current_actor())
+
+
 SECURE: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
