@@ -17,6 +17,7 @@ from engine.errors import NotFoundError, PermissionDeniedError, ValidationError
 from engine.services import orgs
 from engine.services import petitions as petition_service
 from engine.services import tasks as task_service
+from engine.services.petition_counts import SUPERVISED_KINDS
 from engine.services.tasks import TaskFilter
 from web.api.petitions import PetitionIn
 from web.auth import current_actor, services
@@ -214,7 +215,7 @@ def _supervision_link(item: dict[str, Any]) -> str | None:
     """督办 on a petition deadline: its open supervision task, else the petition's 督办 section."""
     if item["case_type"] != petition_service.PETITION_TYPE:
         return None
-    if item["kind"] not in petition_service.SUPERVISED_KINDS:
+    if item["kind"] not in SUPERVISED_KINDS:
         return None
     if item["state"] != "missed" and item["days_left"] >= 0:
         return None
