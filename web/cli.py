@@ -284,6 +284,41 @@ def restore(file: str, yes: bool) -> None:
     click.echo(f"database restored from {file}: {where}")
 
 
+@main.group()
+def pii() -> None:
+    """Petitioners' encrypted personal data."""
+
+
+@pii.command("rotate")
+@click.option("--dry-run", is_flag=True, help="Count what would be re-encrypted; change nothing.")
+def pii_rotate(dry_run: bool) -> None:
+    """Re-encrypt every ID and phone number under the key now in FENGQIAO_PII_KEY.
+
+    The key being retired is read from FENGQIAO_PII_OLD_KEY (unset or empty: the key that was
+    derived from FENGQIAO_SECRET_KEY). Stop the web workers and schedulers and take a backup
+    first. Values already under the new key are skipped, so an interrupted run can be repeated.
+    """
+    import os
+
+    from engine.services import petition_import
+    from engine.services import pii as pii_service
+
+    services = _services(deploy=False)
+    try:
+        old = pii_service.old_cipher(os.environ.get("FENGQIAO_PII_OLD_KEY", ""), services.settings)
+        counts = pii_service.rotate_key(services, old, dry_run=dry_run)
+        keys = petition_import.rekey_imports(services, old, dry_run=dry_run)
+    except pii_service.PiiKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    new_id = pii_service.cipher_for(services.settings).key_id
+    verb = "would re-encrypt" if dry_run else "re-encrypted"
+    click.echo(
+        f"key {old.key_id} -> {new_id}: {verb} {counts['rotated']} values in {counts['rows']} "
+        f"rows ({counts['already_new']} already under the new key); "
+        f"import keys {'to rewrite' if dry_run else 'rewritten'}: {keys['rekeyed']}"
+    )
+
+
 from web.cli_reports import import_group, report  # noqa: E402  (issue 8: year-end figures, imports)
 
 main.add_command(report)

@@ -818,9 +818,47 @@ def natural_key(cipher: pii.PiiCipher, row: ParsedRow) -> str:
         if id_number
         else "name:" + _norm(row.get("name") or "")
     )
-    received: date = row.get("received_on")
-    text = f"{received.isoformat()}|{person}|{_norm(row.get('subject') or '')}"
+    return _key_of(row.get("received_on"), person, row.get("subject") or "")
+
+
+def _key_of(received: date, person: str, subject: str) -> str:
+    text = f"{received.isoformat()}|{person}|{_norm(subject)}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def rekey_imports(
+    services: Services, old: pii.PiiCipher, *, dry_run: bool = False
+) -> dict[str, int]:
+    """After a PII key rotation: recompute the natural keys built on the old ID-number hash.
+
+    A key is rewritten only when the stored one is exactly what the old key gives for the
+    petition's received date, first petitioner and subject, so keys built on a name (which
+    no key changes) and rows edited since are left alone. Run after `pii.rotate_key`."""
+    new = pii.cipher_for(services.settings)
+    counts = {"imports": 0, "rekeyed": 0}
+    with services.uow() as uow:
+        rows = uow.session.execute(
+            select(PetitionImport, Petition.received_on, Petition.subject, Petitioner.id_number_enc)
+            .join(Petition, Petition.case_id == PetitionImport.petition_id)
+            .join(
+                Petitioner,
+                and_(Petitioner.petition_id == Petition.case_id, Petitioner.position == 0),
+            )
+            .where(Petitioner.id_number_enc.is_not(None))
+        ).all()
+        for record, received, subject, sealed in rows:
+            counts["imports"] += 1
+            token = str(sealed)  # the query keeps only petitioners with an ID number
+            opener = new if pii.key_id_of(token) == new.key_id else old
+            number = opener.decrypt(token)
+            before = _key_of(received, "id:" + pii.id_number_hash(old, number), subject)
+            if record.natural_key != before:
+                continue
+            record.natural_key = _key_of(received, "id:" + pii.id_number_hash(new, number), subject)
+            counts["rekeyed"] += 1
+        if not dry_run:
+            uow.commit()
+    return counts
 
 
 # -- one row: write it ------------------------------------------------------------------------

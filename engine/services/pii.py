@@ -12,9 +12,10 @@ ID numbers and phone numbers are stored three ways (DESIGN.md §6, issue 9):
 Keys come from ``FENGQIAO_PII_KEY`` (base64 of 32 random bytes); when it is unset they are
 derived from the secret key with HKDF so that the demo works out of the box. Both the
 encryption key and the hash key are derived from that one master key with HKDF, each with its
-own ``info`` label. Rotation: set the new key, run a re-encryption pass that opens each value
-with the old key (recognised by its key id) and writes ciphertext and hash anew; the key id in
-every ciphertext says which rows are still on the old key.
+own ``info`` label. Rotation (`rotate_key`, ``fengqiao pii rotate``): with the new key set,
+a re-encryption pass opens each value with the old key (recognised by its key id) and writes
+ciphertext and hash anew; the key id in every ciphertext says which rows are still on the old
+key, so an interrupted pass resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import or_, select
 
 from engine.config import Settings
 from engine.domain.text import mask_id_number, mask_phone
 from engine.persistence.db import UnitOfWork
-from engine.persistence.models import Case
+from engine.persistence.models import Case, KeyPerson, Petitioner
 from engine.services.access import Actor
-from engine.services.audit import record_case_event
+from engine.services.audit import record_case_event, record_event
+
+if TYPE_CHECKING:
+    from engine.bootstrap import Services
 
 FORMAT_VERSION = "v1"
 KEY_BYTES = 32
@@ -194,3 +200,97 @@ def record_reveal(
         at=now,
         detail={"petitioner_ids": petitioner_ids, "fields": fields},
     )
+
+
+# -- key rotation -------------------------------------------------------------------------------
+
+# Every table holding sealed identifiers: (model, [(field prefix, hash kind)]).
+SEALED_TABLES: tuple[tuple[type[Petitioner] | type[KeyPerson], tuple[str, ...]], ...] = (
+    (Petitioner, ("id_number", "phone")),
+    (KeyPerson, ("id_number", "phone")),
+)
+ROTATION_BATCH = 500
+
+
+def old_cipher(old_pii_key: str, settings: Settings) -> PiiCipher:
+    """The cipher of the key being retired (empty: the one derived from the secret key)."""
+    return _cipher(old_pii_key, settings.secret_key)
+
+
+def key_id_of(token: str) -> str:
+    """The id of the key that sealed a stored value."""
+    parts = token.split(":", 2)
+    if len(parts) != 3 or parts[0] != FORMAT_VERSION:
+        raise PiiKeyError("not a sealed value")
+    return parts[1]
+
+
+def rotate_key(
+    services: Services,
+    old: PiiCipher,
+    *,
+    dry_run: bool = False,
+    batch: int = ROTATION_BATCH,
+) -> dict[str, int]:
+    """Re-seal every stored identifier under the configured key; returns the counts.
+
+    Values already under the new key are left alone, so a pass that stopped half-way (or a
+    second run) only does what is left. A value sealed by neither key raises PiiKeyError
+    naming its row; the batch it is in is rolled back, earlier batches stay done. With
+    `dry_run` nothing is written. One audit event records the rotation."""
+    new = cipher_for(services.settings)
+    if old.key_id == new.key_id:
+        raise PiiKeyError(
+            f"the old and the new key are the same key ({new.key_id}): set FENGQIAO_PII_KEY "
+            "to the new key and give the old one"
+        )
+    counts = {"rows": 0, "rotated": 0, "already_new": 0}
+    for model, fields in SEALED_TABLES:
+        last_id = 0
+        while True:
+            with services.uow() as uow:
+                rows: list[Any] = list(
+                    uow.session.scalars(
+                        select(model)
+                        .where(
+                            model.id > last_id,
+                            or_(*(getattr(model, f"{f}_enc").is_not(None) for f in fields)),
+                        )
+                        .order_by(model.id)
+                        .limit(batch)
+                    )
+                )
+                if not rows:
+                    break
+                for row in rows:
+                    last_id = row.id
+                    counts["rows"] += 1
+                    for field in fields:
+                        token = getattr(row, f"{field}_enc")
+                        if token is None:
+                            continue
+                        if key_id_of(token) == new.key_id:
+                            counts["already_new"] += 1
+                            continue
+                        try:
+                            plain = old.decrypt(token)
+                        except PiiKeyError as exc:
+                            raise PiiKeyError(
+                                f"{model.__tablename__} row {row.id}, {field}: {exc}"
+                            ) from None
+                        setattr(row, f"{field}_enc", new.encrypt(plain))
+                        setattr(row, f"{field}_hash", new.lookup_hash(field, plain))
+                        counts["rotated"] += 1
+                if not dry_run:
+                    uow.commit()
+    if not dry_run:
+        with services.uow() as uow:
+            record_event(
+                uow,
+                "pii.key_rotated",
+                actor_id=None,
+                at=services.clock.now(),
+                detail={"from_key": old.key_id, "to_key": new.key_id, **counts},
+            )
+            uow.commit()
+    return counts
