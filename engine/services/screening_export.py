@@ -6,16 +6,12 @@ column widths, A4-landscape print setup and a generated-at stamp.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
 from openpyxl import Workbook
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import select
 
 from engine.bootstrap import Services
@@ -24,9 +20,15 @@ from engine.domain.enums import ResolutionMethod, RiskLevel, RoundStatus
 from engine.errors import NotFoundError
 from engine.persistence.models import Unit
 from engine.services.access import Actor
+from engine.services.excel import (
+    HEADER_ROW,
+    Column,
+    generated_stamp,
+    prepare_sheet,
+    workbook_bytes,
+    write_row,
+)
 from engine.services.screening import ledger_rows, list_rounds, parse_month
-
-XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 HAZARD_STATUS_ZH = {
     "open": "化解中",
@@ -75,13 +77,7 @@ SUMMARY_COLUMNS: tuple[tuple[str, int], ...] = (
     ("超期未销号", 10),
 )
 
-_THIN = Side(style="thin", color="808080")
-_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
-_HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
-_WRAP = Alignment(wrap_text=True, vertical="top")
-_CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
-HEADER_ROW = 3  # rows 1-2: title and generated-at stamp; row 3: column headers
 
 
 def ledger_row_values(index: int, h: dict[str, Any]) -> list[Any]:
@@ -128,44 +124,8 @@ def _sheet_title(name: str, taken: set[str]) -> str:
     return title
 
 
-def _prepare(ws: Worksheet, title: str, stamp: str, columns: tuple[tuple[str, int], ...]) -> None:
-    """Title, stamp, headers, widths, frozen header rows and the A4-landscape print setup."""
-    last = get_column_letter(len(columns))
-    ws["A1"] = title
-    ws["A1"].font = Font(bold=True, size=14)
-    ws["A1"].alignment = Alignment(horizontal="center", vertical="center")
-    ws.merge_cells(f"A1:{last}1")
-    ws["A2"] = stamp
-    ws["A2"].font = Font(size=9, color="595959")
-    ws.merge_cells(f"A2:{last}2")
-    ws.row_dimensions[1].height = 24
-    for col, (header, width) in enumerate(columns, start=1):
-        cell = ws.cell(row=HEADER_ROW, column=col, value=header)
-        cell.font = Font(bold=True)
-        cell.fill = _HEADER_FILL
-        cell.alignment = _CENTER
-        cell.border = _BORDER
-        ws.column_dimensions[get_column_letter(col)].width = width
-    ws.freeze_panes = ws.cell(row=HEADER_ROW + 1, column=1)
-    ws.print_title_rows = f"{HEADER_ROW}:{HEADER_ROW}"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_options.horizontalCentered = True
-    ws.page_margins.left = ws.page_margins.right = 0.4
-    ws.page_margins.top = ws.page_margins.bottom = 0.5
-    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
-
-
-def _write_row(ws: Worksheet, row: int, values: list[Any]) -> None:
-    for col, value in enumerate(values, start=1):
-        cell = ws.cell(row=row, column=col, value=None if value == "" else value)
-        cell.border = _BORDER
-        cell.alignment = _WRAP
-        if isinstance(value, date):
-            cell.number_format = "yyyy-mm-dd"
+def _columns(spec: tuple[tuple[str, int], ...]) -> list[Column]:
+    return [Column(header, width) for header, width in spec]
 
 
 def build_screening_ledger(
@@ -178,8 +138,7 @@ def build_screening_ledger(
     """The workbook: a summary sheet, then one ledger sheet per unit (by unit code)."""
     first = parse_month(month)
     label = _month_label(first)
-    local = generated_at.astimezone(LOCAL_TZ)
-    stamp = f"生成时间：{local:%Y-%m-%d %H:%M}（北京时间）  由枫桥系统导出"
+    stamp = generated_stamp(generated_at)
     by_unit: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
         by_unit[entry["unit_id"]].append(entry)
@@ -194,7 +153,7 @@ def build_screening_ledger(
     summary = wb.active
     assert summary is not None
     summary.title = "汇总"
-    _prepare(summary, f"{label}矛盾纠纷排查汇总表", stamp, SUMMARY_COLUMNS)
+    prepare_sheet(summary, f"{label}矛盾纠纷排查汇总表", stamp, _columns(SUMMARY_COLUMNS))
     taken = {"汇总"}
     row = HEADER_ROW + 1
     for index, (unit_id, (_code, name)) in enumerate(
@@ -210,7 +169,7 @@ def build_screening_ledger(
             if e["signed_off_on"] is not None and e["signed_off_on"].strftime("%Y-%m") == month
         )
         overdue = sum(1 for e in mine if e["overdue"])
-        _write_row(
+        write_row(
             summary,
             row,
             [
@@ -233,18 +192,16 @@ def build_screening_ledger(
         row += 1
 
         ws = wb.create_sheet(_sheet_title(name, taken))
-        _prepare(ws, f"{name} {label}矛盾纠纷排查化解台账", stamp, LEDGER_COLUMNS)
+        prepare_sheet(ws, f"{name} {label}矛盾纠纷排查化解台账", stamp, _columns(LEDGER_COLUMNS))
         line = HEADER_ROW + 1
         if rnd is not None and rnd["zero_report"] and not mine:
             ws.cell(row=line, column=1, value="本月零报告：未排查出矛盾纠纷。")
             ws.merge_cells(start_row=line, start_column=1, end_row=line, end_column=9)
         for n, entry in enumerate(mine, start=1):
-            _write_row(ws, line, ledger_row_values(n, entry))
+            write_row(ws, line, ledger_row_values(n, entry))
             line += 1
 
-    buffer = io.BytesIO()
-    wb.save(buffer)
-    return buffer.getvalue()
+    return workbook_bytes(wb)
 
 
 def export_screening_ledger(

@@ -7,13 +7,10 @@ masked: the ledger is a list, and whole numbers are only shown (and audited) on 
 
 from __future__ import annotations
 
-import io
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from openpyxl import Workbook
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-from openpyxl.utils import get_column_letter
 from sqlalchemy import func, select
 
 from engine.bootstrap import Services
@@ -26,6 +23,14 @@ from engine.persistence.models import (
     KeyPersonRiskEntry,
 )
 from engine.services.access import Actor
+from engine.services.excel import (
+    HEADER_ROW,
+    Column,
+    generated_stamp,
+    prepare_sheet,
+    workbook_bytes,
+    write_row,
+)
 from engine.services.stabilization import (
     STATUS_LABELS,
     KeyPersonFilter,
@@ -34,8 +39,6 @@ from engine.services.stabilization import (
     user_names,
 )
 
-XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-HEADER_ROW = 3  # rows 1-2: title and generated-at stamp; row 3: column headers
 MAX_ROWS = 20_000
 
 # (header, width in characters)
@@ -66,12 +69,6 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("状态", 10),
     ("销号日期", 12),
 )
-
-_THIN = Side(style="thin", color="808080")
-_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
-_HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
-_WRAP = Alignment(wrap_text=True, vertical="top")
-_CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 
 
 def ledger_rows(services: Services, actor: Actor, flt: KeyPersonFilter) -> list[list[Any]]:
@@ -154,44 +151,16 @@ def build_key_person_ledger(rows: list[list[Any]], *, generated_at: datetime) ->
     ws = wb.active
     assert ws is not None
     ws.title = "管控风险研判台账"
-    last = get_column_letter(len(COLUMNS))
-    local = generated_at.astimezone(LOCAL_TZ)
-    ws["A1"] = "重点信访人员管控风险研判台账"
-    ws["A1"].font = Font(bold=True, size=14)
-    ws["A1"].alignment = Alignment(horizontal="center", vertical="center")
-    ws.merge_cells(f"A1:{last}1")
-    ws["A2"] = f"生成时间：{local:%Y-%m-%d %H:%M}（北京时间）  由枫桥系统导出  共 {len(rows)} 人"
-    ws["A2"].font = Font(size=9, color="595959")
-    ws.merge_cells(f"A2:{last}2")
-    ws.row_dimensions[1].height = 24
-    for col, (header, width) in enumerate(COLUMNS, start=1):
-        cell = ws.cell(row=HEADER_ROW, column=col, value=header)
-        cell.font = Font(bold=True)
-        cell.fill = _HEADER_FILL
-        cell.alignment = _CENTER
-        cell.border = _BORDER
-        ws.column_dimensions[get_column_letter(col)].width = width
-    ws.freeze_panes = ws.cell(row=HEADER_ROW + 1, column=3)  # headers and names stay visible
-    ws.print_title_rows = f"{HEADER_ROW}:{HEADER_ROW}"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_options.horizontalCentered = True
-    ws.page_margins.left = ws.page_margins.right = 0.4
-    ws.page_margins.top = ws.page_margins.bottom = 0.5
-    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+    prepare_sheet(
+        ws,
+        "重点信访人员管控风险研判台账",
+        generated_stamp(generated_at, f"共 {len(rows)} 人"),
+        [Column(header, width) for header, width in COLUMNS],
+        freeze_columns=2,  # headers and names stay visible
+    )
     for r, values in enumerate(rows, start=HEADER_ROW + 1):
-        for c, value in enumerate(values, start=1):
-            cell = ws.cell(row=r, column=c, value=None if value == "" else value)
-            cell.border = _BORDER
-            cell.alignment = _WRAP
-            if isinstance(value, date):
-                cell.number_format = "yyyy-mm-dd"
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+        write_row(ws, r, values)
+    return workbook_bytes(wb)
 
 
 def export_key_person_ledger(

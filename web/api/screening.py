@@ -13,7 +13,8 @@ from marshmallow import fields, validate
 from engine.clock import local_today
 from engine.domain.enums import Category, Channel, DisputeType, ResolutionMethod, RiskLevel
 from engine.services import screening
-from engine.services.screening_export import XLSX_MIME, export_screening_ledger
+from engine.services.excel import XLSX_MIME
+from engine.services.screening_export import export_screening_ledger
 from web.auth import current_actor, services
 
 screening_bp = Blueprint(

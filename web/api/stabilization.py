@@ -13,8 +13,9 @@ from marshmallow import fields, validate
 
 from engine.domain.enums import KeyPersonSource, RiskLevel
 from engine.services import stabilization
+from engine.services.excel import XLSX_MIME
 from engine.services.stabilization import STATUSES, KeyPersonFilter
-from engine.services.stabilization_export import XLSX_MIME, export_key_person_ledger
+from engine.services.stabilization_export import export_key_person_ledger
 from web.api.schemas import TaskOut
 from web.auth import current_actor, services
 
