@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -16,7 +16,7 @@ from engine.persistence.db import UnitOfWork
 from engine.persistence.models import Case, Deadline, DeadlineWarning, Task, Unit, User
 from engine.services.access import SYSTEM
 from engine.services.case_types import HookContext, case_visibility
-from engine.services.notify import enqueue, users_with_role
+from engine.services.notify import enqueue_many, users_with_role
 from engine.services.settings import get_setting
 
 
@@ -90,8 +90,21 @@ def _claim_warning(uow: UnitOfWork, deadline: Deadline, level: str, now: datetim
     return result.first() is not None
 
 
-def _recipients(uow: UnitOfWork, case: Case, *, red: bool) -> list[User]:
+# (role, unit id) -> its holders, read once per batch of warnings.
+_Holders = dict[tuple[str, int], list[User]]
+
+
+def _recipients(
+    uow: UnitOfWork, case: Case, *, red: bool, holders: _Holders | None = None
+) -> list[User]:
     """Who hears of a deadline: the people on the case's open tasks; for red also supervisors."""
+    holders = {} if holders is None else holders
+
+    def with_role(role: str, unit_id: int) -> list[User]:
+        if (role, unit_id) not in holders:
+            holders[role, unit_id] = users_with_role(uow, role, unit_id)
+        return holders[role, unit_id]
+
     users: dict[int, User] = {}
     for task in uow.session.scalars(
         select(Task).where(Task.case_id == case.id, Task.status == "open")
@@ -101,9 +114,9 @@ def _recipients(uow: UnitOfWork, case: Case, *, red: bool) -> list[User]:
             if user is not None:
                 users[user.id] = user
         elif task.role and task.unit_id is not None:
-            users.update({u.id: u for u in users_with_role(uow, task.role, task.unit_id)})
+            users.update({u.id: u for u in with_role(task.role, task.unit_id)})
     if red:
-        users.update({u.id: u for u in users_with_role(uow, "supervisor", case.unit_id)})
+        users.update({u.id: u for u in with_role("supervisor", case.unit_id)})
     return list(users.values())
 
 
@@ -112,55 +125,80 @@ def raise_warnings(services: Services, now: datetime | None = None, *, batch: in
     now = now or services.clock.now()
     today = _local(now)
     raised = 0
-    with services.uow() as uow:
-        warning_days = int(get_setting(uow, "warning_days"))
-    horizon = today + timedelta(days=warning_days)
-    last_id = 0
+    horizon = today
+    floor: int | None = None
     while True:
         with services.uow() as uow:
-            already = exists().where(
-                DeadlineWarning.deadline_id == Deadline.id,
-                DeadlineWarning.due_on == Deadline.due_on,
-                DeadlineWarning.level == "red",
-            )
-            yellow_done = exists().where(
-                DeadlineWarning.deadline_id == Deadline.id,
-                DeadlineWarning.due_on == Deadline.due_on,
-                DeadlineWarning.level == "yellow",
-            )
-            rows = uow.session.scalars(
-                select(Deadline)
-                .where(
-                    Deadline.state == "pending",
-                    Deadline.due_on <= horizon,
-                    Deadline.id > last_id,
-                    ~already,
-                    ~and_(Deadline.due_on >= today, yellow_done),
-                )
-                .order_by(Deadline.id)
-                .limit(batch)
-            ).all()
-            if not rows:
-                uow.commit()
-                return raised
-            for deadline in rows:
-                last_id = deadline.id
-                level = "red" if deadline.due_on < today else "yellow"
-                if not _claim_warning(uow, deadline, level, now):
-                    continue
-                case = uow.session.get(Case, deadline.case_id)
-                if case is None:
-                    continue
-                if level == "red":
-                    deadline.state = "missed"
-                _notify(services, uow, case, deadline, level, today, now)
-                if level == "red":
-                    hooks: Any = services.case_types.get(case.case_type).hooks
-                    on_missed = getattr(hooks, "on_deadline_missed", None)
-                    if on_missed is not None:
-                        on_missed(HookContext(services, uow, SYSTEM, now), case, deadline)
-                raised += 1
-            uow.commit()
+            # The candidates' ids first, from the (state, due_on) index: ordering by id in the
+            # same query makes SQLite walk every deadline in id order (issue 10, 1M deadlines).
+            # Later rounds take the deadlines added meanwhile (e.g. by a red warning's 督办).
+            if floor is None:
+                horizon = today + timedelta(days=int(get_setting(uow, "warning_days")))
+                newest = uow.session.scalar(select(func.max(Deadline.id))) or 0
+                needs = _needs_warning(today, horizon)
+            else:
+                newest, needs = floor, and_(_needs_warning(today, horizon), Deadline.id > floor)
+            candidates = sorted(uow.session.scalars(select(Deadline.id).where(needs)))
+        if not candidates:
+            return raised
+        floor = max(newest, candidates[-1])
+        for start in range(0, len(candidates), batch):
+            ids = candidates[start : start + batch]
+            raised += _raise_batch(services, ids, today, horizon, now)
+
+
+def _raise_batch(
+    services: Services, ids: list[int], today: date, horizon: date, now: datetime
+) -> int:
+    """Warn for these deadlines in one transaction; the count of warnings raised."""
+    raised = 0
+    holders: _Holders = {}
+    with services.uow() as uow:
+        # Read again, with the same conditions: another scheduler may have warned meanwhile.
+        rows = uow.session.scalars(
+            select(Deadline)
+            .where(Deadline.id.in_(ids), _needs_warning(today, horizon))
+            .order_by(Deadline.id)
+        ).all()
+        for deadline in rows:
+            level = "red" if deadline.due_on < today else "yellow"
+            if not _claim_warning(uow, deadline, level, now):
+                continue
+            case = uow.session.get(Case, deadline.case_id)
+            if case is None:
+                continue
+            if level == "red":
+                deadline.state = "missed"
+            _notify(services, uow, case, deadline, level, today, now, holders)
+            if level == "red":
+                hooks: Any = services.case_types.get(case.case_type).hooks
+                on_missed = getattr(hooks, "on_deadline_missed", None)
+                if on_missed is not None:
+                    on_missed(HookContext(services, uow, SYSTEM, now), case, deadline)
+            raised += 1
+        uow.commit()
+    return raised
+
+
+def _needs_warning(today: date, horizon: date) -> Any:
+    """SQL: a pending deadline due by `horizon` without its red warning, nor its yellow one
+    while not yet overdue (a warning counts for the due date it was raised for)."""
+    red_done = exists().where(
+        DeadlineWarning.deadline_id == Deadline.id,
+        DeadlineWarning.due_on == Deadline.due_on,
+        DeadlineWarning.level == "red",
+    )
+    yellow_done = exists().where(
+        DeadlineWarning.deadline_id == Deadline.id,
+        DeadlineWarning.due_on == Deadline.due_on,
+        DeadlineWarning.level == "yellow",
+    )
+    return and_(
+        Deadline.state == "pending",
+        Deadline.due_on <= horizon,
+        ~red_done,
+        ~and_(Deadline.due_on >= today, yellow_done),
+    )
 
 
 def _local(now: datetime) -> date:
@@ -177,16 +215,21 @@ def _notify(
     level: str,
     today: date,
     now: datetime,
+    holders: _Holders | None = None,
 ) -> None:
+    """One in-app message per recipient (keyed per deadline, due date and user), fanned out
+    to their channels: one `enqueue_many` per language, whose label the message carries."""
     from engine.domain.deadlines import ALL_RULES
 
     rule = ALL_RULES.get(deadline.kind)
     base = services.settings.base_url.rstrip("/")
-    for user in _recipients(uow, case, red=level == "red"):
-        label = rule.label(user.language[:2]) if rule else deadline.kind
+    by_language: dict[str, list[User]] = {}
+    for user in _recipients(uow, case, red=level == "red", holders=holders):
+        by_language.setdefault(user.language[:2], []).append(user)
+    for language, users in by_language.items():
         params: dict[str, Any] = {
             "case_no": case.case_no,
-            "deadline_label": label,
+            "deadline_label": rule.label(language) if rule else deadline.kind,
             "due_on": deadline.due_on.isoformat(),
             "url": f"{base}/cases/{case.id}",
         }
@@ -194,12 +237,12 @@ def _notify(
             params["days_over"] = (today - deadline.due_on).days
         else:
             params["days_left"] = (deadline.due_on - today).days
-        enqueue(
+        due = deadline.due_on.isoformat()
+        enqueue_many(
             uow,
-            key=f"warning:{level}:{deadline.id}:{deadline.due_on.isoformat()}:{user.id}",
+            [(f"warning:{level}:{deadline.id}:{due}:{user.id}", user) for user in users],
             template=f"warning_{level}",
             params=params,
-            user=user,
             case_id=case.id,
             now=now,
         )
@@ -212,10 +255,18 @@ BOARD_CASE_IDS_MAX = 5000
 def open_deadlines_board(
     uow: UnitOfWork, actor: Any, today: date, *, limit: int = 500
 ) -> list[dict[str, Any]]:
-    """All pending deadlines in scope, earliest first, with their unit (the 督办 board)."""
-    from engine.services.access import unit_scope_ids
+    """Pending and missed-unmet deadlines of open cases in scope, earliest first (督办 board).
 
-    in_scope = and_(unit_scope_ids(uow.session, actor, Case.unit_id), case_visibility(actor))
+    A closed case leaves the board: its lapsed windows and missed deadlines are history (they
+    stay in its timeline and in the figures), not work to chase."""
+    from engine.services.access import unit_scope_ids
+    from engine.services.cases import CLOSED_STATUSES
+
+    in_scope = and_(
+        unit_scope_ids(uow.session, actor, Case.unit_id),
+        case_visibility(actor),
+        Case.status.not_in(CLOSED_STATUSES),
+    )
     # A street's cases are read first (an index-only scan), so the board reads just their
     # deadlines: joining the scope instead makes the planner read every open deadline of
     # every street once the database holds many (issue 10, bench/growth.py).

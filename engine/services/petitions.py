@@ -13,9 +13,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import String, and_, case, distinct, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    distinct,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from engine.bootstrap import Services
 from engine.clock import LOCAL_TZ, local_today
@@ -863,39 +877,128 @@ def close_unevaluated(uow: UnitOfWork, case: Case, petition: Petition, now: date
         )
 
 
+# Lapsed windows closed per transaction.
+WINDOW_BATCH = 500
+
+
 def close_lapsed_windows(services: Services, now: datetime | None = None) -> int:
-    """Close petition windows that lapsed unused, before the red warnings run (no 督办 for them)."""
+    """Close petition windows that lapsed unused, before the red warnings run (no 督办 for them).
+
+    Set-based: one UPDATE marks a batch of lapsed windows missed (and returns only the rows it
+    changed, so a concurrent scheduler never closes a window twice); petitions still awaiting
+    an evaluation whose window lapsed then close as not evaluated, as `close_unevaluated` does.
+    """
     now = now or services.clock.now()
     today = _local(now)
+    lapsed = and_(
+        Deadline.kind.in_(WINDOW_KINDS),
+        Deadline.state == "pending",
+        Deadline.due_on < today,
+        Case.case_type == PETITION_TYPE,
+    )
     closed = 0
-    last_id = 0
+    floor: int | None = None
     while True:
         with services.uow() as uow:
-            rows = uow.session.scalars(
-                select(Deadline)
-                .join(Case, Case.id == Deadline.case_id)
-                .where(
-                    Deadline.kind.in_(WINDOW_KINDS),
-                    Deadline.state == "pending",
-                    Deadline.due_on < today,
-                    Deadline.id > last_id,
-                    Case.case_type == PETITION_TYPE,
-                )
-                .order_by(Deadline.id)
-                .limit(500)
-            ).all()
-            if not rows:
-                return closed
-            for deadline in rows:
-                last_id = deadline.id
-                if deadline.kind == "evaluation_window":
-                    case_row = uow.session.get(Case, deadline.case_id)
-                    petition = uow.session.get(Petition, deadline.case_id)
-                    if case_row is not None and petition is not None:
-                        close_unevaluated(uow, case_row, petition, now)
-                deadline.state = "missed"
-                closed += 1
-            uow.commit()
+            # The ids first, from the (kind, due_on, state) index: ordering by id in the same
+            # query makes SQLite walk every deadline in id order (issue 10, 1M deadlines).
+            # A later round takes the windows added meanwhile, as paging by id did.
+            found = select(Deadline.id).join(Case, Case.id == Deadline.case_id).where(lapsed)
+            if floor is not None:
+                found = found.where(Deadline.id > floor)
+            ids = sorted(uow.session.scalars(found))
+        if not ids:
+            return closed
+        floor = ids[-1] if floor is None else max(floor, ids[-1])
+        for start in range(0, len(ids), WINDOW_BATCH):
+            closed += _close_windows(services, ids[start : start + WINDOW_BATCH], today, now)
+
+
+def _close_windows(services: Services, ids: Sequence[int], today: date, now: datetime) -> int:
+    """Mark these windows missed if still pending and lapsed, in one transaction; how many."""
+    with services.uow() as uow:
+        changed = uow.session.execute(
+            update(Deadline)
+            .where(
+                Deadline.id.in_(ids),
+                Deadline.kind.in_(WINDOW_KINDS),
+                Deadline.state == "pending",
+                Deadline.due_on < today,
+            )
+            .values(state="missed")
+            .returning(Deadline.case_id, Deadline.kind, Deadline.due_on)
+            .execution_options(synchronize_session=False)
+        ).all()
+        window_ends = {cid: due for cid, kind, due in changed if kind == "evaluation_window"}
+        if window_ends:
+            _close_unevaluated_many(uow, window_ends, now)
+        uow.commit()
+    return len(changed)
+
+
+def _close_unevaluated_many(
+    uow: UnitOfWork, window_ends: Mapping[int, date], now: datetime
+) -> None:
+    """`close_unevaluated` for many petitions whose evaluation window (ending on the date given
+    per case id) was just marked missed: each closes with its audit event, in a few statements.
+
+    Rows are read and written with Core, a statement per table for the whole batch (ORM rows
+    would be loaded whole and the versioned case rows updated one by one); each case row is
+    still written only if its version is the one read, as the ORM does."""
+    session = uow.session
+    heads = {
+        cid: Case(id=cid, version=version, audit_seq=seq, audit_hash=digest)
+        for cid, version, seq, digest in session.execute(
+            select(Case.id, Case.version, Case.audit_seq, Case.audit_hash)
+            .join(Petition, Petition.case_id == Case.id)
+            .where(Case.id.in_(list(window_ends)), Petition.status == "replied")
+            .order_by(Case.id)
+        )
+    }
+    if not heads:
+        return
+    closing: list[dict[str, Any]] = []
+    written: list[dict[str, Any]] = []
+    for cid, head in heads.items():  # detached copies of the audit heads: never flushed
+        window_end = window_ends[cid]
+        record_case_event(
+            uow,
+            head,
+            "petition.not_evaluated",
+            actor_id=None,
+            at=now,
+            detail={"window_end": window_end.isoformat()},
+        )
+        closing.append({"b_id": cid, "b_closed_on": window_end})
+        written.append(
+            {
+                "b_id": cid,
+                "b_version": head.version,
+                "b_seq": head.audit_seq,
+                "b_hash": head.audit_hash,
+            }
+        )
+    petitions = cast(Table, Petition.__table__)
+    cases = cast(Table, Case.__table__)
+    conn = session.connection()
+    moved = conn.execute(
+        update(petitions)
+        .where(petitions.c.case_id == bindparam("b_id"), petitions.c.status == "replied")
+        .values(status="not_evaluated", closed_on=bindparam("b_closed_on")),
+        closing,
+    ).rowcount
+    bumped = conn.execute(
+        update(cases)
+        .where(cases.c.id == bindparam("b_id"), cases.c.version == bindparam("b_version"))
+        .values(
+            audit_seq=bindparam("b_seq"),
+            audit_hash=bindparam("b_hash"),
+            version=cases.c.version + 1,
+        ),
+        written,
+    ).rowcount
+    if moved != len(closing) or bumped != len(written):
+        raise ConflictError("a petition changed meanwhile; its window closes on the next run")
 
 
 # -- review and re-review ---------------------------------------------------------------------

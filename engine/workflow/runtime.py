@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -188,7 +188,8 @@ class _WorkflowConverter(BpmnWorkflowConverter):
         if "spec_dict" not in memo:
             memo["spec_dict"] = self.registry.convert(workflow.spec)
             memo["subprocess_specs_dict"] = self.mapping_to_dict(workflow.subprocess_specs)
-        dct["spec"] = memo["spec_dict"]
+        # Once the spec's JSON is known, _dump splices it in for the placeholder.
+        dct["spec"] = _SPEC_PLACEHOLDER if memo.get("spec_json") else memo["spec_dict"]
         dct["subprocess_specs"] = memo["subprocess_specs_dict"]
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
@@ -229,25 +230,79 @@ def _serializer() -> BpmnWorkflowSerializer:
     return ser
 
 
+# Every state embeds its process spec (~70% of a petition's state), the same JSON text for
+# every instance of a definition. It is encoded once per definition and spliced in for this
+# placeholder (a random token: no data can contain it); a state carrying exactly that text
+# is parsed without it. The output is byte for byte what encoding the whole dict gives.
+_SPEC_PLACEHOLDER = f"fengqiao-spec-{uuid4().hex}"
+_SPEC_PLACEHOLDER_JSON = json.dumps(_SPEC_PLACEHOLDER)
+_SPEC_KEY = '"spec": '
+
+
 def _dump(workflow: Any, definition: Definition) -> str:
+    ser = _serializer()
+    memo = definition._cache
     _RESTORE_WITH.definition = definition
     try:
-        return str(_serializer().serialize_json(workflow))
+        text = str(ser.serialize_json(workflow))
+        if "spec_json" not in memo and "spec_dict" in memo and workflow.spec is definition._spec:
+            memo["spec_json"] = _spec_json(ser, memo["spec_dict"], definition, text)
     finally:
         _RESTORE_WITH.definition = None
+    spec_json = memo.get("spec_json")
+    if spec_json and workflow.spec is definition._spec:
+        text = text.replace(_SPEC_PLACEHOLDER_JSON, spec_json, 1)
+    return text
+
+
+def _spec_json(
+    ser: BpmnWorkflowSerializer, spec_dict: Any, definition: Definition, whole: str
+) -> str | None:
+    """The spec's JSON as serialize_json writes it inside `whole`, or None if it is not there."""
+    if not isinstance(spec_dict, dict) or spec_dict.get("name") != definition.process_id:
+        return None
+    ser.registry._encoder_mode = True
+    try:
+        text = json.dumps(spec_dict, cls=ser._encoder_cls)
+    finally:
+        ser.registry._encoder_mode = False
+    return text if _SPEC_KEY + text in whole else None
+
+
+def _parse_without_spec(state: str, definition: Definition, version: str) -> Any:
+    """The state's dict when it embeds exactly the definition's spec JSON, else None."""
+    spec_json = definition._cache.get("spec_json")
+    if not spec_json:
+        return None
+    needle = _SPEC_KEY + spec_json
+    at = state.find(needle)
+    if at < 0:
+        return None
+    try:
+        dct = json.loads(f"{state[:at]}{_SPEC_KEY}null{state[at + len(needle) :]}")
+    except ValueError:
+        return None
+    # The top-level spec must be the one cut out, and no migration may need it.
+    if not isinstance(dct, dict) or "spec" not in dct or dct["spec"] is not None:
+        return None
+    if dct.get(BpmnWorkflowSerializer.VERSION_KEY) != version:
+        return None
+    return dct
 
 
 def _load(state: str, definition: Definition, engine: PythonScriptEngine) -> Any:
     ser = _serializer()
-    try:
-        dct = json.loads(state)
-        spec_name = (dct.get("spec") or {}).get("name")
-    except (ValueError, AttributeError) as exc:
-        raise ValueError(f"stored workflow state is not valid JSON: {exc}") from None
-    if spec_name != definition.process_id:
-        raise ValueError(
-            f"stored state belongs to process '{spec_name}', not '{definition.process_id}'"
-        )
+    dct = _parse_without_spec(state, definition, ser.VERSION)
+    if dct is None:
+        try:
+            dct = json.loads(state)
+            spec_name = (dct.get("spec") or {}).get("name")
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"stored workflow state is not valid JSON: {exc}") from None
+        if spec_name != definition.process_id:
+            raise ValueError(
+                f"stored state belongs to process '{spec_name}', not '{definition.process_id}'"
+            )
     ser.migrate(dct)
     _RESTORE_WITH.definition = definition
     try:
