@@ -14,6 +14,7 @@ attempt was cut by the crash (the receiver drops it by X-Fengqiao-Idempotency-Ke
 
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import threading
@@ -94,7 +95,7 @@ def _register(
                 },
                 tok,
             )
-        except OSError:
+        except (OSError, http.client.HTTPException):
             time.sleep(0.02)
             continue
         if status == 201:
@@ -119,8 +120,8 @@ def _complete(port: int, tok: str, today: str, ledger: Ledger, stop: threading.E
                 {"data": {"decision": random.choice(["approve", "reject"]), "decided_on": today}},
                 tok,
             )
-        except OSError:
-            continue  # unanswered: may or may not have happened; not acknowledged
+        except (OSError, http.client.HTTPException):
+            continue  # unanswered or cut off: may or may not have happened; not acknowledged
         if status == 200:
             with ledger.lock:
                 ledger.completed.add(task_id)
