@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
+
+from bench.common import QUICK_SUFFIX_ENV
 
 BENCHMARKS = [
     "bench.engine",
@@ -20,6 +23,8 @@ OWN_ARGV = {"bench.stabilization": {"quick": ["--cycles", "60"], "full": []}}
 
 def main() -> None:
     quick = ["--quick"] if "--quick" in sys.argv[1:] else []
+    if quick:
+        os.environ[QUICK_SUFFIX_ENV] = "_quick"  # results/<name>_quick.json
     for name in BENCHMARKS:
         module = importlib.import_module(name)
         if inspect.signature(module.main).parameters:

@@ -62,6 +62,9 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+QUICK_SUFFIX_ENV = "FENGQIAO_BENCH_RESULT_SUFFIX"
+
+
 def report(name: str, rows: list[dict[str, Any]], notes: list[str] | None = None) -> None:
     """Print a table and write it with the machine description to bench/results/<name>.json."""
     info = machine()
@@ -77,6 +80,10 @@ def report(name: str, rows: list[dict[str, Any]], notes: list[str] | None = None
     for note in notes or []:
         print(note)
     RESULTS.mkdir(exist_ok=True)
+    # The short mode's figures never replace the full run's (`make bench-quick` sets this).
+    suffix = os.environ.get(QUICK_SUFFIX_ENV, "")
+    if suffix and not name.endswith(suffix):
+        name += suffix
     (RESULTS / f"{name}.json").write_text(
         json.dumps(
             {"machine": info, "rows": rows, "notes": notes or []},
