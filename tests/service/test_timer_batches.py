@@ -65,6 +65,20 @@ def outcome(services: Services, case_id: int) -> dict[str, Any]:
         }
 
 
+def record_worker_starts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What each `_Workers.start` returned (None: the tick fired in-process)."""
+    started: list[object] = []
+    real_start = timers._Workers.start
+
+    def spy(*args: Any) -> Any:
+        pool = real_start(*args)
+        started.append(pool)
+        return pool
+
+    monkeypatch.setattr(timers._Workers, "start", spy)
+    return started
+
+
 def test_workers_fire_each_case_as_the_scheduler_process_does(
     services: Services, clock: SettableClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,15 +89,7 @@ def test_workers_fire_each_case_as_the_scheduler_process_does(
     clock.set(START + timedelta(days=3))
     assert timers.fire_due_timers(services, batch=2, parallel_from=10**9) == 5
 
-    started: list[object] = []
-    real_start = timers._Workers.start
-
-    def spy(*args: Any) -> Any:
-        pool = real_start(*args)
-        started.append(pool)
-        return pool
-
-    monkeypatch.setattr(timers._Workers, "start", spy)
+    started = record_worker_starts(monkeypatch)
     # As in `fengqiao tick`; pytest may keep helper threads of other tests alive.
     monkeypatch.setattr(timers, "_fork_is_safe", lambda: True)
     clock.set(START + timedelta(days=4))
@@ -148,15 +154,7 @@ def test_a_case_changed_meanwhile_is_skipped_and_the_rest_of_its_batch_fires(
 def test_two_schedulers_in_threads_fire_each_instance_once_without_forking(
     services: Services, clock: SettableClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    forked: list[object] = []
-    real_start = timers._Workers.start
-
-    def spy(*args: Any) -> Any:
-        pool = real_start(*args)
-        forked.append(pool)
-        return pool
-
-    monkeypatch.setattr(timers._Workers, "start", spy)
+    forked = record_worker_starts(monkeypatch)
     ids = open_reviews(services, 24)
     clock.set(START + timedelta(days=3))
     fired: list[int] = []
