@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     String,
     and_,
     bindparam,
@@ -125,15 +126,22 @@ def unit_scope(
     actor: Actor, unit_column: Any, roles: Iterable[str] | None = None
 ) -> ColumnElement[bool]:
     """SQL condition: the unit in `unit_column` lies under a unit where the actor holds a role."""
+    sub = _scope_units(actor, roles)
+    if isinstance(sub, bool):
+        return true() if sub else false()
+    return unit_column.in_(sub.scalar_subquery())  # type: ignore[no-any-return]
+
+
+def _scope_units(actor: Actor, roles: Iterable[str] | None) -> Select[int] | bool:
+    """The ids of the units under the actor's grants, or True (everywhere) / False (nowhere)."""
     if actor is SYSTEM:
-        return true()
+        return True
     paths = actor.paths(roles)
     if paths is None:
-        return true()
+        return True
     if not paths:
-        return false()
-    sub = select(Unit.id).where(or_(*[path_under(p) for p in sorted(set(paths))]))
-    return unit_column.in_(sub.scalar_subquery())  # type: ignore[no-any-return]
+        return False
+    return select(Unit.id).where(or_(*[path_under(p) for p in sorted(set(paths))]))
 
 
 class _PathUnder(FunctionElement[bool]):
@@ -185,14 +193,9 @@ def unit_scope_ids(
 
     With a literal list of unit ids the planner reads only those units' rows through the
     unit index; with the subquery it may scan the whole table once it holds many streets."""
-    if actor is SYSTEM:
-        return true()
-    paths = actor.paths(roles)
-    if paths is None:
-        return true()
-    if not paths:
-        return false()
-    sub = select(Unit.id).where(or_(*[path_under(p) for p in sorted(set(paths))]))
+    sub = _scope_units(actor, roles)
+    if isinstance(sub, bool):
+        return true() if sub else false()
     ids = list(session.scalars(sub.limit(SCOPE_IDS_MAX + 1)))
     if len(ids) > SCOPE_IDS_MAX:
         return unit_column.in_(sub.scalar_subquery())  # type: ignore[no-any-return]
