@@ -6,7 +6,11 @@ state, tasks and deadlines) whose timers and deadlines are due at the tick, and 
 never read). One tick (`fengqiao tick`: every job once) runs in a fresh process, which reports
 its wall time and peak RSS, and the CPU and peak RSS of the worker processes it forks to run
 the due instances' workflows (engine/services/timers.py). A second tick right after finds
-nothing due. Then a month's screening rounds are opened for ~1,000 reporting units.
+nothing due. The seeded database is vacuumed and checkpointed first (a steady state: the
+seed's own autovacuum and checkpoint would otherwise run during the tick), and the pair of
+ticks runs on TICK_RUNS fresh copies of it: the median busy tick is the figure, the range
+is printed beside it (this VM's speed drifts). Then a month's screening rounds are opened
+for ~1,000 reporting units.
 Targets: tick <= 2 s and <= 200 MB peak; nothing due <= 50 ms; screening month <= 10 s.
 """
 
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from bench.common import report
-from bench.growth import build, pg_database
+from bench.growth import PG_ADMIN_URL, build, pg_database
 from bench.seed import add_streets, clone_cases, fix_sequences, load_templates
 
 TICK_SCRIPT = r"""
@@ -146,6 +152,49 @@ def fill(services: Any, count: int, fire_from: datetime, due_from: Any) -> None:
     print(f"  {count:,} filler cases in {time.perf_counter() - started:.0f} s", flush=True)
 
 
+TICK_RUNS = 3
+
+
+def settle(services: Any) -> None:
+    """Vacuum, analyze and checkpoint the seeded database, as a running system would be."""
+    if services.engine.dialect.name == "postgresql":
+        with services.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text("VACUUM (ANALYZE)"))
+            conn.execute(text("CHECKPOINT"))
+    # SQLite (analyzed by fill): closing the last connection checkpoints the WAL into the file.
+    services.engine.dispose()
+
+
+def copy_database(url: str, run: int) -> tuple[str, Any]:
+    """A fresh copy of the seeded database for one tick run: (its URL, a function to drop it)."""
+    from sqlalchemy import create_engine
+
+    if url.startswith("postgresql"):
+        name = url.rsplit("/", 1)[1]
+        copy = f"{name}_run{run}"
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {copy} TEMPLATE {name}"))
+
+        def drop() -> None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {copy} WITH (FORCE)"))
+            admin.dispose()
+
+        return url.rsplit("/", 1)[0] + f"/{copy}", drop
+    source = Path(url.split("sqlite:///", 1)[1])
+    target = source.with_name(f"{source.stem}_run{run}{source.suffix}")
+    shutil.copyfile(source, target)
+
+    def remove() -> None:
+        for path in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+            path.unlink(missing_ok=True)
+
+    return f"sqlite:///{target}", remove
+
+
 def tick(url: str, now: datetime, folder: Path) -> list[dict[str, Any]]:
     """Two ticks in a fresh process: (due work, then nothing due)."""
     proc = subprocess.run(
@@ -215,7 +264,17 @@ def run_backend(name: str, url: str, total: int, due: int) -> dict[str, Any]:
             )
         )
         open_deadlines = conn.scalar(select(func.count()).where(Deadline.state == "pending"))
-    ticks = tick(url, now, folder)
+    settle(services)
+    runs = []
+    for run in range(TICK_RUNS):
+        copy, drop = copy_database(url, run)
+        try:
+            runs.append(tick(copy, now, folder))
+        finally:
+            drop()
+    runs.sort(key=lambda pair: pair[0]["ms"])
+    ticks = runs[len(runs) // 2]
+    busy_ms = [pair[0]["ms"] for pair in runs]
     opened, seconds = screening_month(services, 1000, now)
     services.engine.dispose()
     return {
@@ -224,6 +283,8 @@ def run_backend(name: str, url: str, total: int, due: int) -> dict[str, Any]:
         "timers_due": timers_due,
         "deadlines_due": deadlines_due,
         "ticks": ticks,
+        "busy_ms": busy_ms,
+        "idle_ms": statistics.median(pair[1]["ms"] for pair in runs),
         "screening_units": opened,
         "screening_s": round(seconds, 2),
     }
@@ -256,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += [
             {
                 "backend": backend,
-                "measure": f"tick, {r['timers_due']} timers + {r['deadlines_due']} deadlines due",
+                "measure": f"tick, {r['timers_due']} timers + {r['deadlines_due']} deadlines due "
+                f"(median of {len(r['busy_ms'])})",
                 "figure": f"{busy['ms'] / 1000:.2f} s",
                 "target": "<= 2 s",
                 "verdict": "met" if busy["ms"] <= 2000 else "NOT met",
@@ -271,9 +333,9 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "backend": backend,
                 "measure": "tick, nothing due",
-                "figure": f"{idle['ms']:.0f} ms",
+                "figure": f"{r['idle_ms']:.0f} ms",
                 "target": "<= 50 ms",
-                "verdict": "met" if idle["ms"] <= 50 else "NOT met",
+                "verdict": "met" if r["idle_ms"] <= 50 else "NOT met",
             },
             {
                 "backend": backend,
@@ -283,7 +345,9 @@ def main(argv: list[str] | None = None) -> None:
                 "verdict": "met" if r["screening_s"] <= 10 else "NOT met",
             },
         ]
-        notes.append(f"{backend}: {size}; jobs of the busy tick (count, ms): {busy['jobs']}")
+        spread = ", ".join(f"{ms / 1000:.2f}" for ms in r["busy_ms"])
+        notes.append(f"{backend}: busy tick on each fresh copy (s): {spread}")
+        notes.append(f"{backend}: {size}; jobs of the median busy tick (count, ms): {busy['jobs']}")
         notes.append(f"{backend}: jobs of the idle tick (count, ms): {idle['jobs']}")
         notes.append(f"{backend}: RSS before the tick {busy['rss_before_mb']} MB")
         notes.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -52,14 +53,48 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
         return engine
     # JIT off: these are short OLTP queries, and the planner's cost of the scope subqueries
     # crosses jit_above_cost, so JIT compiled for ~50 ms queries that run in ~1 ms.
-    return create_engine(
+    # LIFO: under load the same few connections are reused and stay fresh; the others idle
+    # and are pinged when next taken (ping_idle_connections).
+    engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
+        pool_use_lifo=True,
         connect_args={"options": "-c jit=off"},
     )
+    ping_idle_connections(engine)
+    return engine
+
+
+# A pooled connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "fengqiao_idle_since"
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it sat idle for PING_AFTER_IDLE_S.
+
+    SQLAlchemy's pool_pre_ping pings on every checkout: a round trip per unit of work (two
+    per API request). A connection that was in use a moment ago is alive; one that idled may
+    have been cut by a server restart or an idle timeout, and a failed ping makes the pool
+    replace it (DisconnectionError), so the request never sees the dead connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # any failure to answer means the connection is gone
+            raise DisconnectionError("idle connection failed its ping") from exc
+        if not alive:
+            raise DisconnectionError("idle connection failed its ping")
 
 
 READ_ONLY_OPTION = "fengqiao_read_only"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, null, select, union_all
 
 from engine.domain.calendar import (
     HolidaySchedule,
@@ -19,12 +19,38 @@ from engine.persistence.models import CalendarDay, CalendarYear
 from engine.services.access import Actor, require_admin
 from engine.services.audit import record_event
 
+_CALENDAR_KEY = "fengqiao.calendar"
+
+# The overrides and the loaded years in one read (rows of the other table are NULL).
+_CALENDAR_ROWS = union_all(
+    select(
+        cast(Table, CalendarDay.__table__).c.day,
+        cast(Table, CalendarDay.__table__).c.is_working,
+        null().label("year"),
+    ),
+    select(null(), null(), cast(Table, CalendarYear.__table__).c.year),
+)
+
 
 def load_calendar(uow: UnitOfWork) -> WorkingCalendar:
-    """The calendar with every admin override and loaded year."""
-    overrides = {d.day: d.is_working for d in uow.session.scalars(select(CalendarDay))}
-    years = list(uow.session.scalars(select(CalendarYear.year)))
-    return WorkingCalendar(overrides, extra_years=years)
+    """The calendar with every admin override and loaded year.
+
+    Read once per transaction: a completion that computes several deadlines reads it once."""
+    session = uow.session
+    cached = session.info.get(_CALENDAR_KEY)
+    transaction = session.get_transaction()
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]  # type: ignore[no-any-return]
+    overrides = {}
+    years = []
+    for day, working, year in session.connection().execute(_CALENDAR_ROWS):
+        if year is None:
+            overrides[day] = bool(working)
+        else:
+            years.append(int(year))
+    calendar = WorkingCalendar(overrides, extra_years=years)
+    session.info[_CALENDAR_KEY] = (session.get_transaction(), calendar)
+    return calendar
 
 
 def import_schedule(
@@ -32,6 +58,7 @@ def import_schedule(
 ) -> dict[str, Any]:
     """Load a year's official holiday schedule (JSON); it replaces that year's earlier overrides."""
     require_admin(actor)
+    uow.session.info.pop(_CALENDAR_KEY, None)
     try:
         schedule: HolidaySchedule = parse_holiday_schedule(text)
     except ScheduleError as exc:

@@ -24,12 +24,12 @@ def set_deadline(
     uow: UnitOfWork, case: Case, kind: str, due: DueDate, *, source: str, unit_id: int | None = None
 ) -> Deadline:
     """Create or move a case's deadline of a kind (e.g. after an approved extension)."""
-    row = uow.session.scalars(
-        select(Deadline).where(Deadline.case_id == case.id, Deadline.kind == kind)
-    ).first()
+    rows = _case_deadlines(uow, case)
+    row = rows.get(kind)
     if row is None:
         row = Deadline(case_id=case.id, kind=kind, state="pending", met_on=None)
         uow.session.add(row)
+        rows[kind] = row
     row.due_on = due.due_on
     row.calendar_unverified = due.calendar_unverified
     row.source = source
@@ -41,9 +41,7 @@ def set_deadline(
 
 def meet_deadline(uow: UnitOfWork, case: Case, kind: str, met_on: date) -> Deadline | None:
     """Record that a deadline's act happened on a business date: met if on time, else missed."""
-    row = uow.session.scalars(
-        select(Deadline).where(Deadline.case_id == case.id, Deadline.kind == kind)
-    ).first()
+    row = _case_deadlines(uow, case).get(kind)
     if row is None:
         return None
     row.met_on = met_on
@@ -53,11 +51,33 @@ def meet_deadline(uow: UnitOfWork, case: Case, kind: str, met_on: date) -> Deadl
 
 def drop_deadline(uow: UnitOfWork, case: Case, kind: str) -> None:
     """Remove a deadline that no longer applies (e.g. the acceptance path was not taken)."""
-    row = uow.session.scalars(
-        select(Deadline).where(Deadline.case_id == case.id, Deadline.kind == kind)
-    ).first()
+    rows = _case_deadlines(uow, case)
+    row = rows.get(kind)
     if row is not None and row.met_on is None:
         uow.session.delete(row)
+        del rows[kind]
+
+
+def _case_deadlines(uow: UnitOfWork, case: Case) -> dict[str, Deadline]:
+    """The case's deadline rows by kind, read once per transaction (one per kind: unique).
+
+    A completion meets, moves and adds several deadlines of its case; one read serves them
+    all, and a row added here is found again before it is flushed. The map is kept per
+    transaction (a rolled-back savepoint starts afresh) and only set_deadline adds rows."""
+    session = uow.session
+    if case.id is None:
+        return {}
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    key = (_DEADLINES_KEY, case.id)
+    cached = session.info.get(key)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]  # type: ignore[no-any-return]
+    rows = {d.kind: d for d in session.scalars(select(Deadline).where(Deadline.case_id == case.id))}
+    session.info[key] = (session.get_nested_transaction() or session.get_transaction(), rows)
+    return rows
+
+
+_DEADLINES_KEY = "fengqiao.case_deadlines"
 
 
 def deadlines_of(uow: UnitOfWork, case_id: int) -> dict[str, Deadline]:
