@@ -48,6 +48,22 @@ def db_upgrade() -> None:
     click.echo(f"database upgraded: {services.engine.url.render_as_string(hide_password=True)}")
 
 
+@db.command("compact-states")
+def db_compact_states() -> None:
+    """Leave the process spec out of workflow states still stored in full (older releases).
+
+    Safe while the application runs; an interrupted run can be repeated."""
+    from engine.services.cases import compact_states
+
+    services = _services(deploy=False)
+    counts = compact_states(services)
+    before, after = counts["bytes_before"], counts["bytes_after"]
+    click.echo(
+        f"compacted {counts['compacted']} of {counts['cases']} workflow states: "
+        f"{before / 1e6:.1f} MB -> {after / 1e6:.1f} MB"
+    )
+
+
 @main.command()
 @click.option("--no-cases", is_flag=True, help="Seed the organisation and users only.")
 @click.option("--if-empty", is_flag=True, help="Do nothing if the organisation is already loaded.")

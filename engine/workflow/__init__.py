@@ -20,7 +20,13 @@ from engine.workflow.parser import (
     parse_definition,
     parse_definitions,
 )
-from engine.workflow.runtime import HumanTask, Snapshot, WorkflowRuntime
+from engine.workflow.runtime import (
+    HumanTask,
+    Snapshot,
+    WorkflowRuntime,
+    compact_state,
+    full_state,
+)
 
 __all__ = [
     "DataKeyError",
@@ -37,8 +43,10 @@ __all__ = [
     "WorkflowRuntime",
     "check_expression",
     "check_migration",
+    "compact_state",
     "evaluate_condition",
     "form_schema",
+    "full_state",
     "json_schema",
     "lint_definition",
     "lint_process",

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -172,25 +172,28 @@ class _SandboxScriptEngine(PythonScriptEngine):
 
 # -- serialization ----------------------------------------------------------------------------
 
-# The workflow being restored uses the Definition's already-parsed spec instead of
-# rebuilding it from the JSON (the stored state still embeds the spec, so it stays a
-# standard SpiffWorkflow serialization that a plain serializer can load).
+# A stored state is SpiffWorkflow's serialization with the process spec left out: the spec
+# is the same for every instance of a definition (~70% of a petition's state), and the case
+# row names its definition. In its place the state names the process and the BPMN file's
+# sha256 (`_SPEC_REF`), and is restored only with that definition's already-parsed spec.
+# `full_state()` puts the spec back, for a plain SpiffWorkflow serializer. States written in
+# full (before this format) still load, and are written compact on their next change.
 _RESTORE_WITH: threading.local = threading.local()
+_SPEC_REF = "fengqiao_spec_ref"
+
+
+def _spec_ref(definition: Definition) -> dict[str, str]:
+    return {_SPEC_REF: definition.process_id, "sha256": definition.sha256}
 
 
 class _WorkflowConverter(BpmnWorkflowConverter):
     def to_dict(self, workflow: Any) -> dict[str, Any]:
-        cached = getattr(_RESTORE_WITH, "definition", None)
-        if cached is None or cached._spec is not workflow.spec:
+        definition = getattr(_RESTORE_WITH, "definition", None)
+        if definition is None or definition._spec is not workflow.spec:
             return dict(super().to_dict(workflow))
         dct: dict[str, Any] = dict(super(BpmnWorkflowConverter, self).to_dict(workflow))
-        memo = cached._cache
-        if "spec_dict" not in memo:
-            memo["spec_dict"] = self.registry.convert(workflow.spec)
-            memo["subprocess_specs_dict"] = self.mapping_to_dict(workflow.subprocess_specs)
-        # Once the spec's JSON is known, _dump splices it in for the placeholder.
-        dct["spec"] = _SPEC_PLACEHOLDER if memo.get("spec_json") else memo["spec_dict"]
-        dct["subprocess_specs"] = memo["subprocess_specs_dict"]
+        dct["spec"] = _spec_ref(definition)
+        dct["subprocess_specs"] = {}
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         return dct
@@ -230,79 +233,57 @@ def _serializer() -> BpmnWorkflowSerializer:
     return ser
 
 
-# Every state embeds its process spec (~70% of a petition's state), the same JSON text for
-# every instance of a definition. It is encoded once per definition and spliced in for this
-# placeholder (a random token: no data can contain it); a state carrying exactly that text
-# is parsed without it. The output is byte for byte what encoding the whole dict gives.
-_SPEC_PLACEHOLDER = f"fengqiao-spec-{uuid4().hex}"
-_SPEC_PLACEHOLDER_JSON = json.dumps(_SPEC_PLACEHOLDER)
-_SPEC_KEY = '"spec": '
-
-
 def _dump(workflow: Any, definition: Definition) -> str:
     ser = _serializer()
-    memo = definition._cache
     _RESTORE_WITH.definition = definition
     try:
-        text = str(ser.serialize_json(workflow))
-        if "spec_json" not in memo and "spec_dict" in memo and workflow.spec is definition._spec:
-            memo["spec_json"] = _spec_json(ser, memo["spec_dict"], definition, text)
+        return str(ser.serialize_json(workflow))
     finally:
         _RESTORE_WITH.definition = None
-    spec_json = memo.get("spec_json")
-    if spec_json and workflow.spec is definition._spec:
-        text = text.replace(_SPEC_PLACEHOLDER_JSON, spec_json, 1)
-    return text
 
 
-def _spec_json(
-    ser: BpmnWorkflowSerializer, spec_dict: Any, definition: Definition, whole: str
-) -> str | None:
-    """The spec's JSON as serialize_json writes it inside `whole`, or None if it is not there."""
-    if not isinstance(spec_dict, dict) or spec_dict.get("name") != definition.process_id:
-        return None
-    ser.registry._encoder_mode = True
+def _full_specs(definition: Definition) -> tuple[Any, Any]:
+    """The definition's spec and subprocess specs as SpiffWorkflow serializes them (memoized)."""
+    memo = definition._cache
+    if "spec_dict" not in memo:
+        ser = _serializer()
+        converter = ser.registry
+        memo["spec_dict"] = converter.convert(definition._spec)
+        memo["subprocess_specs_dict"] = {
+            name: converter.convert(spec) for name, spec in definition._subprocess_specs.items()
+        }
+    return memo["spec_dict"], memo["subprocess_specs_dict"]
+
+
+def _parse(state: str, definition: Definition) -> dict[str, Any]:
+    """The state's dict, checked to belong to `definition`; a compact state gets its spec
+    back only when SpiffWorkflow's own migration of an older serialization needs it."""
     try:
-        text = json.dumps(spec_dict, cls=ser._encoder_cls)
-    finally:
-        ser.registry._encoder_mode = False
-    return text if _SPEC_KEY + text in whole else None
-
-
-def _parse_without_spec(state: str, definition: Definition, version: str) -> Any:
-    """The state's dict when it embeds exactly the definition's spec JSON, else None."""
-    spec_json = definition._cache.get("spec_json")
-    if not spec_json:
-        return None
-    needle = _SPEC_KEY + spec_json
-    at = state.find(needle)
-    if at < 0:
-        return None
-    try:
-        dct = json.loads(f"{state[:at]}{_SPEC_KEY}null{state[at + len(needle) :]}")
-    except ValueError:
-        return None
-    # The top-level spec must be the one cut out, and no migration may need it.
-    if not isinstance(dct, dict) or "spec" not in dct or dct["spec"] is not None:
-        return None
-    if dct.get(BpmnWorkflowSerializer.VERSION_KEY) != version:
-        return None
-    return dct
+        dct = json.loads(state)
+        spec = dct.get("spec")
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"stored workflow state is not valid JSON: {exc}") from None
+    if isinstance(spec, dict) and _SPEC_REF in spec:
+        if spec != _spec_ref(definition):
+            raise ValueError(
+                f"stored state belongs to process '{spec.get(_SPEC_REF)}' "
+                f"(BPMN sha256 {str(spec.get('sha256'))[:12]}), not to '{definition.process_id}' "
+                f"(sha256 {definition.sha256[:12]})"
+            )
+        if dct.get(BpmnWorkflowSerializer.VERSION_KEY) != _serializer().VERSION:
+            dct["spec"], dct["subprocess_specs"] = _full_specs(definition)
+        return dct  # type: ignore[no-any-return]
+    spec_name = (spec or {}).get("name") if isinstance(spec, dict | None) else None
+    if spec_name != definition.process_id:
+        raise ValueError(
+            f"stored state belongs to process '{spec_name}', not '{definition.process_id}'"
+        )
+    return dct  # type: ignore[no-any-return]
 
 
 def _load(state: str, definition: Definition, engine: PythonScriptEngine) -> Any:
     ser = _serializer()
-    dct = _parse_without_spec(state, definition, ser.VERSION)
-    if dct is None:
-        try:
-            dct = json.loads(state)
-            spec_name = (dct.get("spec") or {}).get("name")
-        except (ValueError, AttributeError) as exc:
-            raise ValueError(f"stored workflow state is not valid JSON: {exc}") from None
-        if spec_name != definition.process_id:
-            raise ValueError(
-                f"stored state belongs to process '{spec_name}', not '{definition.process_id}'"
-            )
+    dct = _parse(state, definition)
     ser.migrate(dct)
     _RESTORE_WITH.definition = definition
     try:
@@ -311,6 +292,43 @@ def _load(state: str, definition: Definition, engine: PythonScriptEngine) -> Any
         _RESTORE_WITH.definition = None
     workflow.script_engine = engine
     return workflow
+
+
+def compact_state(state: str, definition: Definition) -> str | None:
+    """A state written in full (with its spec) in the compact form, or None if there is
+    nothing to do: already compact, not this definition's process, or from an older
+    serializer version (its next change through the runtime migrates and compacts it).
+
+    The runtime never reads an embedded spec (it restores with the definition's parsed
+    one), so leaving it out changes nothing about how the instance runs."""
+    try:
+        dct = json.loads(state)
+    except ValueError:
+        return None
+    spec = dct.get("spec") if isinstance(dct, dict) else None
+    if not isinstance(spec, dict) or _SPEC_REF in spec or spec.get("name") != definition.process_id:
+        return None
+    if dct.get(BpmnWorkflowSerializer.VERSION_KEY) != _serializer().VERSION:
+        return None
+    if set(dct.get("subprocess_specs") or {}) - set(definition._subprocess_specs):
+        return None
+    dct["spec"] = _spec_ref(definition)
+    dct["subprocess_specs"] = {}
+    return json.dumps(dct)
+
+
+def full_state(state: str, definition: Definition) -> str:
+    """The state with its process spec put back: what a plain SpiffWorkflow serializer loads
+    (for exports and debugging; the runtime never needs it)."""
+    dct = _parse(state, definition)
+    if isinstance(dct.get("spec"), dict) and _SPEC_REF in dct["spec"]:
+        dct["spec"], dct["subprocess_specs"] = _full_specs(definition)
+    ser = _serializer()
+    ser.registry._encoder_mode = True
+    try:
+        return json.dumps(dct, cls=ser._encoder_cls)
+    finally:
+        ser.registry._encoder_mode = False
 
 
 # -- evaluating assignee and due date --------------------------------------------------------

@@ -224,6 +224,68 @@ def test_stored_state_is_a_standard_spiffworkflow_serialization(review: Definiti
     assert ext["camunda:candidateGroups"] == "handler"
 
 
+def test_a_stored_state_names_its_definition_instead_of_embedding_the_spec(
+    runtime: WorkflowRuntime, review: Definition
+) -> None:
+    from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+    from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+    from SpiffWorkflow.util.task import TaskState
+
+    from engine.workflow.runtime import full_state
+
+    snap = runtime.start(review, {"unit_id": 12})
+    stored = json.loads(snap.state)
+    assert stored["spec"] == {"fengqiao_spec_ref": review.process_id, "sha256": review.sha256}
+    assert stored["subprocess_specs"] == {}
+    assert "task_specs" not in snap.state
+    # With the spec put back it is a standard serialization, with the same open task.
+    whole = full_state(snap.state, review)
+    assert len(whole) > 2 * len(snap.state)
+    plain = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+    workflow = plain.deserialize_json(whole)
+    ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+    assert [str(t.id) for t in ready] == [snap.tasks[0].id]
+    assert ready[0].data["unit_id"] == 12
+
+
+def test_a_stored_state_loads_only_with_the_definition_it_names(
+    runtime: WorkflowRuntime, review: Definition
+) -> None:
+    snap = runtime.start(review, {"unit_id": 12})
+    # The same process id from other BPMN bytes: another definition, another spec.
+    xml = (FIXTURES / "bpmn" / "simple_review.bpmn").read_bytes() + b"\n<!-- v2 -->\n"
+    changed = parse_definition(xml)
+    assert changed.process_id == review.process_id and changed.sha256 != review.sha256
+    broken = runtime.load(changed, snap.state)
+    assert broken.status == "error"
+    assert broken.error is not None and "sha256" in broken.error
+    with pytest.raises(ValueError, match="belongs to process"):
+        runtime.complete(changed, snap.state, snap.tasks[0].id, APPROVE)
+
+
+def test_full_and_compact_fixture_states_load_alike_and_save_compact(
+    runtime: WorkflowRuntime, review: Definition
+) -> None:
+    full = (FIXTURES / "state" / "simple_review_review_ready.spiff-3.2.0.json").read_text()
+    compact = (
+        FIXTURES / "state" / "simple_review_review_ready.compact.spiff-3.2.0.json"
+    ).read_text()
+    a, b = runtime.load(review, full), runtime.load(review, compact)
+    assert (a.status, a.next_timer_at, a.active) == (b.status, b.next_timer_at, b.active)
+    assert [(t.id, t.bpmn_id, dict(t.data)) for t in a.tasks] == [
+        (t.id, t.bpmn_id, dict(t.data)) for t in b.tasks
+    ]
+    after_full = runtime.complete(review, full, a.tasks[0].id, APPROVE)
+    after_compact = runtime.complete(review, compact, b.tasks[0].id, APPROVE)
+    for after in (after_full, after_compact):
+        assert [(t.bpmn_id, dict(t.data)) for t in after.tasks] == [
+            ("approve", {**dict(a.tasks[0].data), **APPROVE})
+        ]
+        # Written compact, whichever form it was read from.
+        assert json.loads(after.state)["spec"]["fengqiao_spec_ref"] == review.process_id
+        assert len(after.state) < len(full) / 2
+
+
 def test_load_of_garbage_state_is_an_error_snapshot(
     runtime: WorkflowRuntime, review: Definition
 ) -> None:
