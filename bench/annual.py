@@ -7,13 +7,13 @@ street (all rows), the district above it and one village.
 
     .venv/bin/python -m bench.annual [--quick] [--count N] [--pg URL] [--no-pg]
 
---quick seeds 100,000 petitions. PostgreSQL is used when --pg or FENGQIAO_BENCH_PG_URL is set.
+--quick seeds 100,000 petitions. PostgreSQL runs too whenever a server answers: in a fresh
+database `fengqiao_bench_annual` (as the other benchmarks), or in the database --pg names.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="100,000 petitions")
     parser.add_argument("--count", type=int, default=None)
-    parser.add_argument("--pg", default=os.environ.get("FENGQIAO_BENCH_PG_URL", ""))
+    parser.add_argument("--pg", default="", help="seed this database instead")
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args(argv)
     count = args.count or (100_000 if args.quick else 1_000_000)
@@ -106,8 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         backends.append(("sqlite", f"sqlite:///{folder / 'annual.db'}"))
-        if args.pg and not args.no_pg:
-            backends.append(("postgresql", args.pg))
+        if not args.no_pg:
+            from bench.growth import pg_database
+
+            pg_url = args.pg or pg_database("fengqiao_bench_annual")
+            if pg_url:
+                backends.append(("postgresql", pg_url))
         rows: list[dict[str, Any]] = []
         notes: list[str] = []
         for name, url in backends:
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             services.engine.dispose()
         if not any(b == "postgresql" for b, _ in backends):
-            notes.append("PostgreSQL skipped: pass --pg URL or set FENGQIAO_BENCH_PG_URL")
+            notes.append("PostgreSQL skipped: no server answered (or --no-pg)")
         notes.append(
             f"annual report = every KPI section + breakdowns, {RUNS} runs each, median; "
             f"target < {TARGET_S} s"

@@ -1,8 +1,9 @@
 """Served throughput (issue 10 §2, §6): a real gunicorn server, a separate load generator.
 
 gunicorn serves the app with 1, 2 and 4 sync workers, on PostgreSQL and on SQLite
-(synchronous=FULL). A separate process runs several concurrent clients over keep-alive HTTP
-connections; each registers a petition as the clerk and walks it through its tasks (the
+(synchronous=FULL). A separate process runs several concurrent clients, each over its own
+HTTP connection (gunicorn's sync workers close it after every response; the client
+reconnects). Each registers a petition as the clerk and walks it through its tasks (the
 clerk's acceptance, the handler's handling, the reply drafted, approved by the leader and
 delivered): one registration and five task completions per petition. It prints completions
 per second and p50/p95/p99 latency of the completions, and the peak RSS of every worker.
@@ -40,7 +41,7 @@ def free_port() -> int:
 
 
 class Http:
-    """One keep-alive connection."""
+    """One client's HTTP connection (reopened by http.client when the server closes it)."""
 
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     notes.append(
         "load: each client registers a petition and completes its 5 tasks (acceptance, handling, "
-        "draft, approval, delivery) over keep-alive HTTP; gunicorn sync workers; the load "
+        "draft, approval, delivery); gunicorn sync workers (a connection per request); the load "
         "generator shares the machine's 2 cores with the server and the database"
     )
     report("throughput", rows, notes)
