@@ -218,7 +218,12 @@ def actor_from_token(services: Services, token: str) -> Actor:
         raise AuthenticationError("invalid token") from exc
     try:
         with services.engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY_OPTION: True})
+            if conn.dialect.name == "postgresql":
+                # One statement needs no transaction: without one psycopg sends no BEGIN and
+                # the pool no ROLLBACK, one round trip instead of three per API request.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn.execution_options(**{READ_ONLY_OPTION: True})
             return load_actor(conn, int(payload.get("u", 0)), generation=int(payload.get("g", -1)))
     except NotFoundError as exc:
         raise AuthenticationError("token revoked") from exc

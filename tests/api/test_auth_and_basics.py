@@ -32,6 +32,29 @@ def test_token_is_refused_when_wrong_expired_or_revoked(client: Any, services: S
     )
 
 
+def test_the_token_check_runs_outside_a_transaction_on_postgresql(
+    client: Any, services: Services, backend: str
+) -> None:
+    # One statement needs no transaction: on PostgreSQL the actor lookup runs in autocommit,
+    # so psycopg sends no BEGIN and the pool no ROLLBACK around it (one round trip, not
+    # three, on every API request). SQLite keeps its read-only (no write lock) transaction.
+    from sqlalchemy import event
+
+    headers = token_for(client, "handler")
+    seen: list[bool] = []
+
+    def _record(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if "token_generation" in statement:
+            seen.append(bool(getattr(conn.connection.dbapi_connection, "autocommit", False)))
+
+    event.listen(services.engine, "before_cursor_execute", _record)
+    try:
+        assert client.get("/api/v1/me", headers=headers).get_json()["username"] == "handler"
+    finally:
+        event.remove(services.engine, "before_cursor_execute", _record)
+    assert seen == [backend == "postgresql"]
+
+
 def test_token_expires(client: Any, services: Services, monkeypatch: Any) -> None:
     headers = token_for(client, "clerk")
     import itsdangerous.timed
