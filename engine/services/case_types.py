@@ -78,6 +78,9 @@ class CaseType:
     label_zh: str
     label_en: str
     hooks: CaseHooks = field(default_factory=NoHooks)
+    # An ORM class whose primary key is the case id (a petition's `petitions` row): read in
+    # the same query as the task being completed, so the hooks' session.get needs no query.
+    detail: Any = None
 
 
 class CaseTypeRegistry:
@@ -117,6 +120,11 @@ class CaseTypeRegistry:
     def all(self) -> list[CaseType]:
         """Registered case types."""
         return list(self._types.values())
+
+    def details(self) -> tuple[Any, ...]:
+        """The detail classes of the registered case types (each once, in a stable order)."""
+        found = {t.detail: None for t in self._types.values() if t.detail is not None}
+        return tuple(sorted(found, key=lambda cls: cls.__tablename__))
 
 
 # Case types whose cases only some people may see (key-person files): a SQL condition on Case

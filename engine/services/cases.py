@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.bootstrap import Services
 from engine.errors import NotFoundError, ValidationError
@@ -25,20 +26,25 @@ CLOSED_STATUSES = frozenset({"completed", "cancelled", "terminated"})
 def next_case_no(uow: UnitOfWork, prefix: str, year: int) -> str:
     """Allocate `<prefix>-<year>-<6 digits>`; numbers are never reused, even after a rollback."""
     name = f"{prefix}-{year}"
-    session = uow.session
-    stmt = select(Counter).where(Counter.name == name)
-    if uow.dialect == "postgresql":
-        stmt = stmt.with_for_update()
-    counter = session.scalars(stmt).first()
-    if counter is None:
-        try:
-            with session.begin_nested():
-                counter = Counter(name=name, value=0)
-                session.add(counter)
-        except IntegrityError:
-            counter = session.scalars(stmt).one()
-    counter.value += 1
-    return f"{name}-{counter.value:06d}"
+    return f"{name}-{take_numbers(uow, name, 1):06d}"
+
+
+def take_numbers(uow: UnitOfWork, name: str, count: int) -> int:
+    """Advance the counter `name` by `count` and return its new value (the last number taken).
+
+    One statement: the upsert creates the counter or advances it, and holds its row lock
+    until the transaction ends, so two transactions never take the same numbers."""
+    insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    counters = cast(Table, Counter.__table__)
+    value = uow.session.connection().scalar(
+        insert(counters)
+        .values(name=name, value=count)
+        .on_conflict_do_update(
+            index_elements=[counters.c.name], set_={"value": counters.c.value + count}
+        )
+        .returning(counters.c.value)
+    )
+    return int(value or 0)
 
 
 def start_case(
@@ -83,6 +89,9 @@ def start_case(
     )
     session.add(case)
     session.flush()
+    from engine.services.deadlines import note_new_case
+
+    note_new_case(uow, case)
     record_case_event(
         uow,
         case,
@@ -102,6 +111,9 @@ class LoadedRows:
 
     open_tasks: Sequence[Task]
     timer: Timer | None
+    # Rows read along (a case type's detail row): held here so the session's weak identity
+    # map keeps them for the hooks' session.get until the unit of work ends.
+    held: tuple[Any, ...] = ()
 
 
 NEW_CASE = LoadedRows(open_tasks=(), timer=None)

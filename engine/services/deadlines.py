@@ -58,6 +58,20 @@ def drop_deadline(uow: UnitOfWork, case: Case, kind: str) -> None:
         del rows[kind]
 
 
+def case_deadlines(uow: UnitOfWork, case: Case) -> list[Deadline]:
+    """The case's deadline rows as this transaction knows them, by due date (flush first)."""
+    rows = _case_deadlines(uow, case).values()
+    return sorted(rows, key=lambda d: (d.due_on, d.id or 0))
+
+
+def note_new_case(uow: UnitOfWork, case: Case) -> None:
+    """A case inserted in this transaction has no deadlines yet: none need reading."""
+    session = uow.session
+    if case.id is not None:
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        session.info[(_DEADLINES_KEY, case.id)] = (transaction, {})
+
+
 def _case_deadlines(uow: UnitOfWork, case: Case) -> dict[str, Deadline]:
     """The case's deadline rows by kind, read once per transaction (one per kind: unique).
 

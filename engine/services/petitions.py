@@ -94,7 +94,13 @@ from engine.services.cases import (
     start_case,
     task_summary,
 )
-from engine.services.deadlines import deadlines_of, drop_deadline, meet_deadline, set_deadline
+from engine.services.deadlines import (
+    case_deadlines,
+    deadlines_of,
+    drop_deadline,
+    meet_deadline,
+    set_deadline,
+)
 from engine.services.petition_counts import (
     SETTLED_KINDS,
     SUPERVISED_KINDS,
@@ -470,8 +476,10 @@ def register_petition(services: Services, actor: Actor, body: Mapping[str, Any])
             },
         )
         session.flush()
+        # Everything is written (flushed): the view reads this transaction's own rows.
+        view = petition_view(uow, petition, case, actor, with_timeline=False, registered=True)
         uow.commit()
-        return petition_view(uow, petition, case, actor, with_timeline=False)
+        return view
 
 
 def possible_repeats(
@@ -1320,31 +1328,42 @@ def petition_view(
     *,
     with_timeline: bool = True,
     whole: Mapping[int, Mapping[str, str]] | None = None,
+    registered: bool = False,
 ) -> dict[str, Any]:
-    """A petition with petitioners (masked unless revealed), deadlines, tasks and reviews."""
+    """A petition with petitioners (masked unless revealed), deadlines, tasks and reviews.
+
+    `registered`: the petition was registered in this transaction, so it has no reviews or
+    supervisions yet and its deadlines are the rows this transaction set (flushed)."""
     session = uow.session
     view = _base_view(p, case.case_no, _lang(actor))
     people = session.scalars(
         select(Petitioner).where(Petitioner.petition_id == p.case_id).order_by(Petitioner.position)
     ).all()
-    deadlines = session.scalars(
-        select(Deadline).where(Deadline.case_id == p.case_id).order_by(Deadline.due_on, Deadline.id)
-    ).all()
     tasks = session.scalars(
         select(Task).where(Task.case_id == p.case_id, Task.status == "open").order_by(Task.id)
     ).all()
-    reviews = session.execute(
-        select(PetitionReview, Case.case_no)
-        .join(Case, Case.id == PetitionReview.case_id)
-        .where(PetitionReview.petition_id == p.case_id)
-        .order_by(PetitionReview.id)
-    ).all()
-    supervisions = session.execute(
-        select(PetitionSupervision, Case.case_no, Case.status)
-        .join(Case, Case.id == PetitionSupervision.case_id)
-        .where(PetitionSupervision.petition_id == p.case_id)
-        .order_by(PetitionSupervision.id)
-    ).all()
+    reviews: Sequence[Any] = []
+    supervisions: Sequence[Any] = []
+    if registered:
+        deadlines: Sequence[Deadline] = case_deadlines(uow, case)
+    else:
+        deadlines = session.scalars(
+            select(Deadline)
+            .where(Deadline.case_id == p.case_id)
+            .order_by(Deadline.due_on, Deadline.id)
+        ).all()
+        reviews = session.execute(
+            select(PetitionReview, Case.case_no)
+            .join(Case, Case.id == PetitionReview.case_id)
+            .where(PetitionReview.petition_id == p.case_id)
+            .order_by(PetitionReview.id)
+        ).all()
+        supervisions = session.execute(
+            select(PetitionSupervision, Case.case_no, Case.status)
+            .join(Case, Case.id == PetitionSupervision.case_id)
+            .where(PetitionSupervision.petition_id == p.case_id)
+            .order_by(PetitionSupervision.id)
+        ).all()
     view.update(
         case_status=case.status,
         version=case.version,
@@ -1837,6 +1856,7 @@ def register_case_types(registry: CaseTypeRegistry) -> None:
             label_zh="信访件",
             label_en="Petition",
             hooks=PetitionHooks(),
+            detail=Petition,
         )
     )
     registry.register(

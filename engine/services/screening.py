@@ -31,7 +31,6 @@ from engine.errors import ConflictError, NotFoundError, PermissionDeniedError, V
 from engine.persistence.db import UnitOfWork, conflicts_as_409
 from engine.persistence.models import (
     Case,
-    Counter,
     Hazard,
     HazardNote,
     MediationAgreement,
@@ -45,7 +44,7 @@ from engine.services.access import Actor, unit_scope
 from engine.services.audit import record_case_event
 from engine.services.calendar import load_calendar
 from engine.services.case_types import CaseType, CaseTypeRegistry, HookContext
-from engine.services.cases import case_view, next_case_no, start_case
+from engine.services.cases import case_view, next_case_no, start_case, take_numbers
 from engine.services.deadlines import meet_deadline, set_deadline
 from engine.services.notify import enqueue
 from engine.services.reports import Figure, Period, register_section
@@ -317,12 +316,8 @@ def _case_ids(uow: UnitOfWork, n: int) -> list[int]:
 
 def _case_numbers(uow: UnitOfWork, prefix: str, year: int, n: int) -> list[str]:
     """Allocate n consecutive case numbers with one locked counter read, not n."""
-    first = next_case_no(uow, prefix, year)  # locks the counter row and takes one number
-    counter = uow.session.get(Counter, f"{prefix}-{year}")  # already loaded: no query
-    assert counter is not None
-    start = counter.value
-    counter.value += n - 1
-    return [first, *(f"{prefix}-{year}-{v:06d}" for v in range(start + 1, start + n))]
+    last = take_numbers(uow, f"{prefix}-{year}", n)  # locks the counter row, takes n numbers
+    return [f"{prefix}-{year}-{v:06d}" for v in range(last - n + 1, last + 1)]
 
 
 def _unit_users(uow: UnitOfWork, role: str, unit_ids: Sequence[int]) -> dict[int, list[User]]:

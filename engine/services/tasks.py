@@ -183,35 +183,40 @@ def _check_visible(
         raise NotFoundError("task not found")
 
 
-@lru_cache(maxsize=1)
-def _completion_rows() -> Any:
-    """The statement of `_load_for_completion`, built once (building it costs more than
-    running it)."""
+@lru_cache(maxsize=8)
+def _completion_rows(details: tuple[Any, ...] = ()) -> Any:
+    """The statement of `_load_for_completion`, built once per set of detail classes
+    (building it costs more than running it). Each detail row is outer-joined on the case
+    id: it lands in the session's identity map, where the hooks' session.get finds it."""
     task_id = bindparam("task_id", type_=Integer)
     case_of = select(Task.case_id).where(Task.id == task_id).scalar_subquery()
-    return (
-        select(Task, Unit.path, Case, Timer)
+    stmt = (
+        select(Task, Unit.path, Case, Timer, *details)
         .join(Case, Case.id == Task.case_id)
         .outerjoin(Unit, Unit.id == Task.unit_id)
         .outerjoin(Timer, Timer.case_id == Task.case_id)
-        .where(Task.case_id == case_of, or_(Task.id == task_id, Task.status == "open"))
     )
+    for detail in details:
+        stmt = stmt.outerjoin(detail, detail.case_id == Case.id)
+    return stmt.where(Task.case_id == case_of, or_(Task.id == task_id, Task.status == "open"))
 
 
 def _load_for_completion(
-    uow: UnitOfWork, actor: Actor, task_id: int
+    uow: UnitOfWork, actor: Actor, task_id: int, details: tuple[Any, ...] = ()
 ) -> tuple[Task, str | None, Case, LoadedRows]:
-    """The task as `_load` checks it, with its case, the case's open tasks and its timer row.
+    """The task as `_load` checks it, with its case, the case's open tasks and its timer row,
+    and the case's detail row if its type has one (`details`: CaseTypeRegistry.details()).
 
-    One query instead of four: the hot path of every completion."""
-    rows = uow.session.execute(_completion_rows(), {"task_id": task_id}).all()
+    One query instead of five: the hot path of every completion."""
+    rows = uow.session.execute(_completion_rows(details), {"task_id": task_id}).all()
     mine = next((r for r in rows if r[0].id == task_id), None)
     if mine is None:
         raise NotFoundError("task not found")
-    task, path, case, timer = mine
+    task, path, case, timer = mine[:4]
     _check_visible(uow, actor, task, path, case.case_type)
     open_tasks = [r[0] for r in rows if r[0].status == "open"]
-    return task, path, case, LoadedRows(open_tasks=open_tasks, timer=timer)
+    held = tuple(row for row in mine[4:] if row is not None)
+    return task, path, case, LoadedRows(open_tasks=open_tasks, timer=timer, held=held)
 
 
 def _may_act(actor: Actor, task: Task, path: str | None) -> bool:
@@ -328,7 +333,9 @@ def complete_task(
     """Validate the form, run the workflow on, and write everything back in one transaction."""
     now = services.clock.now()
     with services.uow() as uow, conflicts_as_409():
-        task, path, case, loaded = _load_for_completion(uow, actor, task_id)
+        task, path, case, loaded = _load_for_completion(
+            uow, actor, task_id, services.case_types.details()
+        )
         if task.status != "open":
             raise ConflictError("task is already completed")
         if not _may_act(actor, task, path):
