@@ -15,9 +15,9 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from sqlalchemy import Integer, Select, String, bindparam, func, select, update
+from sqlalchemy import Integer, Select, String, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased, lazyload
@@ -542,9 +542,11 @@ def _recipients_statement(*, by_role: bool) -> Any:
 # Built once: a task opens on every completion, and building these costs more than running them.
 _ROLE_HOLDERS = _recipients_statement(by_role=True)
 _ONE_USER = _recipients_statement(by_role=False)
+# On the table, not the mapped class: a Core executemany, without the ORM's bulk machinery.
+_OUTBOX_TABLE = cast(Table, OutboxMessage.__table__)
 _NEW_OUTBOX_ROWS = {
-    "postgresql": pg_insert(OutboxMessage).on_conflict_do_nothing(),
-    "sqlite": sqlite_insert(OutboxMessage).on_conflict_do_nothing(),
+    "postgresql": pg_insert(_OUTBOX_TABLE).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(_OUTBOX_TABLE).on_conflict_do_nothing(),
 }
 
 
@@ -553,7 +555,8 @@ def _with_preferences(
 ) -> list[tuple[_Recipient, dict[str, bool]]]:
     """The recipients `stmt` finds, each with their channel choices, in one query."""
     out: dict[int, tuple[_Recipient, dict[str, bool]]] = {}
-    for uid, name, language, email, phone, channel, enabled in uow.session.execute(stmt, params):
+    rows = uow.session.connection().execute(stmt, params)  # plain columns: no ORM needed
+    for uid, name, language, email, phone, channel, enabled in rows:
         if uid not in out:
             out[uid] = (_Recipient(uid, name, language, email, phone), dict(DEFAULT_PREFERENCES))
         if channel in DEFAULT_PREFERENCES:
@@ -602,4 +605,6 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
                 rows[row["idempotency_key"]] = row
     if rows:
         # executemany of one cached statement (not a VALUES list compiled anew each time).
-        ctx.uow.session.execute(_NEW_OUTBOX_ROWS[ctx.uow.dialect], list(rows.values()))
+        ctx.uow.session.connection().execute(
+            _NEW_OUTBOX_ROWS[ctx.uow.dialect], list(rows.values())
+        )
