@@ -59,8 +59,12 @@ def start_case(
     now: datetime,
     parent_case_id: int | None = None,
     case_no: str | None = None,
+    events: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> tuple[Case, Snapshot]:
-    """Start a case on the latest version of its process and materialize its first tasks."""
+    """Start a case on the latest version of its process and materialize its first tasks.
+
+    `events` (action, detail) are audited right after case.started, by the same actor, and
+    written with it (one update of the case's audit head instead of one per event)."""
     session = uow.session
     if session.get(Unit, unit_id) is None:
         raise ValidationError("unknown unit", {"unit_id": ["Unknown unit."]})
@@ -100,6 +104,8 @@ def start_case(
         at=now,
         detail={"case_type": case_type.name, "definition": deployed.definition.sha256[:12]},
     )
+    for action, detail in events:
+        record_case_event(uow, case, action, actor_id=actor.user_id, at=now, detail=dict(detail))
     ctx = HookContext(services, uow, actor, now)
     apply_snapshot(ctx, case, case_type, snapshot, loaded=NEW_CASE)
     return case, snapshot

@@ -605,6 +605,4 @@ def notify_tasks_opened(ctx: HookContext, case: Case, tasks: Iterable[Task]) -> 
                 rows[row["idempotency_key"]] = row
     if rows:
         # executemany of one cached statement (not a VALUES list compiled anew each time).
-        ctx.uow.session.connection().execute(
-            _NEW_OUTBOX_ROWS[ctx.uow.dialect], list(rows.values())
-        )
+        ctx.uow.session.connection().execute(_NEW_OUTBOX_ROWS[ctx.uow.dialect], list(rows.values()))

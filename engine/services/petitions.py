@@ -395,10 +395,26 @@ def register_petition(services: Services, actor: Actor, body: Mapping[str, Any])
             "remit_objection_due_on": remit.due_on.isoformat(),
         }
         case_type = services.case_types.get(PETITION_TYPE)
-        case, _snapshot = start_case(
-            services, uow, actor, case_type, unit_id=office.id, data=data, title=subject, now=now
-        )
         repeat = _find_repeat(uow, people, _matter(subject, request))
+        registered = {
+            "channel": body["channel"],
+            "received_on": received_on.isoformat(),
+            "petitioners": len(people),
+            "repeat_of": repeat.case_id if repeat else None,
+            "repeat_of_barred": bool(repeat and repeat.not_to_be_accepted_again),
+        }
+        # The registration's event goes in right after case.started, written with it.
+        case, _snapshot = start_case(
+            services,
+            uow,
+            actor,
+            case_type,
+            unit_id=office.id,
+            data=data,
+            title=subject,
+            now=now,
+            events=[("petition.registered", registered)],
+        )
         petition = Petition(
             case_id=case.id,
             unit_id=office.id,
@@ -424,8 +440,9 @@ def register_petition(services: Services, actor: Actor, body: Mapping[str, Any])
         )
         session.add(petition)
         session.flush()
+        petitioners = []
         for position, person in enumerate(people):
-            session.add(
+            petitioners.append(
                 Petitioner(
                     petition_id=case.id,
                     position=position,
@@ -440,6 +457,7 @@ def register_petition(services: Services, actor: Actor, body: Mapping[str, Any])
                     is_representative=person.is_representative,
                 )
             )
+        session.add_all(petitioners)
         if reception_id is not None:
             session.add(ReceptionPetition(reception_id=int(reception_id), petition_id=case.id))
         set_deadline(
@@ -461,23 +479,11 @@ def register_petition(services: Services, actor: Actor, body: Mapping[str, Any])
                 DueDate(assigned_due, not verified),
                 source=PETITION_RULES["assigned"].source,
             )
-        record_case_event(
-            uow,
-            case,
-            "petition.registered",
-            actor_id=actor.user_id,
-            at=now,
-            detail={
-                "channel": body["channel"],
-                "received_on": received_on.isoformat(),
-                "petitioners": len(people),
-                "repeat_of": repeat.case_id if repeat else None,
-                "repeat_of_barred": bool(repeat and repeat.not_to_be_accepted_again),
-            },
-        )
         session.flush()
         # Everything is written (flushed): the view reads this transaction's own rows.
-        view = petition_view(uow, petition, case, actor, with_timeline=False, registered=True)
+        view = petition_view(
+            uow, petition, case, actor, with_timeline=False, registered=petitioners
+        )
         uow.commit()
         return view
 
@@ -597,8 +603,10 @@ class PetitionHooks:
         responsible: Unit | None = None
         if decision is AcceptanceDecision.accept:
             rid = data.get("responsible_unit_id")
-            office = uow.session.get(Unit, p.unit_id)
-            responsible = uow.session.get(Unit, int(rid)) if rid is not None else None
+            wanted = {p.unit_id} if rid is None else {p.unit_id, int(rid)}
+            units = {u.id: u for u in uow.session.scalars(select(Unit).where(Unit.id.in_(wanted)))}
+            office = units.get(p.unit_id)
+            responsible = units.get(int(rid)) if rid is not None else None
             if rid is None:
                 errors["responsible_unit_id"] = [
                     _msg(actor, "Name the responsible unit.", "受理时须指定责任单位。")
@@ -1328,23 +1336,29 @@ def petition_view(
     *,
     with_timeline: bool = True,
     whole: Mapping[int, Mapping[str, str]] | None = None,
-    registered: bool = False,
+    registered: Sequence[Petitioner] | None = None,
 ) -> dict[str, Any]:
     """A petition with petitioners (masked unless revealed), deadlines, tasks and reviews.
 
-    `registered`: the petition was registered in this transaction, so it has no reviews or
-    supervisions yet and its deadlines are the rows this transaction set (flushed)."""
+    `registered`: the petition was registered in this transaction, with these petitioner
+    rows (flushed); it has no reviews or supervisions yet, and its deadlines are the rows
+    this transaction set."""
     session = uow.session
     view = _base_view(p, case.case_no, _lang(actor))
-    people = session.scalars(
-        select(Petitioner).where(Petitioner.petition_id == p.case_id).order_by(Petitioner.position)
-    ).all()
+    if registered is not None:
+        people: Sequence[Petitioner] = sorted(registered, key=lambda r: r.position)
+    else:
+        people = session.scalars(
+            select(Petitioner)
+            .where(Petitioner.petition_id == p.case_id)
+            .order_by(Petitioner.position)
+        ).all()
     tasks = session.scalars(
         select(Task).where(Task.case_id == p.case_id, Task.status == "open").order_by(Task.id)
     ).all()
     reviews: Sequence[Any] = []
     supervisions: Sequence[Any] = []
-    if registered:
+    if registered is not None:
         deadlines: Sequence[Deadline] = case_deadlines(uow, case)
     else:
         deadlines = session.scalars(
