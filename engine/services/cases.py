@@ -24,7 +24,8 @@ CLOSED_STATUSES = frozenset({"completed", "cancelled", "terminated"})
 
 
 def next_case_no(uow: UnitOfWork, prefix: str, year: int) -> str:
-    """Allocate `<prefix>-<year>-<6 digits>`; numbers are never reused, even after a rollback."""
+    """Allocate `<prefix>-<year>-<6 digits>`: never given to two cases, and gap-free (a
+    rolled-back transaction gives its number back)."""
     name = f"{prefix}-{year}"
     return f"{name}-{take_numbers(uow, name, 1):06d}"
 
