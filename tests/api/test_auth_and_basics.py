@@ -53,6 +53,13 @@ def test_the_token_check_runs_outside_a_transaction_on_postgresql(
     finally:
         event.remove(services.engine, "before_cursor_execute", _record)
     assert seen == [backend == "postgresql"]
+    # The pooled connection goes back to transactions: a unit of work after it (here on
+    # the very connection the check used: the pool hands out the last one returned) writes
+    # all or nothing, never in autocommit.
+    with services.uow() as uow:
+        dbapi = uow.session.connection().connection.dbapi_connection
+        assert not getattr(dbapi, "autocommit", False)
+        assert uow.session.in_transaction()
 
 
 def test_token_expires(client: Any, services: Services, monkeypatch: Any) -> None:
