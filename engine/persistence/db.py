@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -98,6 +98,7 @@ def ping_idle_connections(engine: Engine) -> None:
 
 
 READ_ONLY_OPTION = "fengqiao_read_only"
+T = TypeVar("T")
 
 
 class UnitOfWork:
@@ -142,6 +143,25 @@ class UnitOfWork:
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:
             hook()
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The value kept under `key` for the current transaction (or savepoint), built by
+        `build` on first use: a commit, a rollback or a new savepoint starts afresh."""
+        transaction = self._current_transaction()
+        kept = self.session.info.get(key)
+        if kept is not None and transaction is not None and kept[0] is transaction:
+            return kept[1]  # type: ignore[no-any-return]
+        value = build()
+        self.session.info[key] = (self._current_transaction(), value)
+        return value
+
+    def forget(self, key: Hashable) -> None:
+        """Drop what `memo` kept under `key` (its source changed in this transaction)."""
+        self.session.info.pop(key, None)
+
+    def _current_transaction(self) -> Any:
+        session = self.session
+        return session.get_nested_transaction() or session.get_transaction()
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run `hook` only if and after this transaction commits."""

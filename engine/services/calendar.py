@@ -36,21 +36,18 @@ def load_calendar(uow: UnitOfWork) -> WorkingCalendar:
     """The calendar with every admin override and loaded year.
 
     Read once per transaction: a completion that computes several deadlines reads it once."""
-    session = uow.session
-    cached = session.info.get(_CALENDAR_KEY)
-    transaction = session.get_transaction()
-    if cached is not None and transaction is not None and cached[0] is transaction:
-        return cached[1]  # type: ignore[no-any-return]
+    return uow.memo(_CALENDAR_KEY, lambda: _read_calendar(uow))
+
+
+def _read_calendar(uow: UnitOfWork) -> WorkingCalendar:
     overrides = {}
     years = []
-    for day, working, year in session.connection().execute(_CALENDAR_ROWS):
+    for day, working, year in uow.session.connection().execute(_CALENDAR_ROWS):
         if year is None:
             overrides[day] = bool(working)
         else:
             years.append(int(year))
-    calendar = WorkingCalendar(overrides, extra_years=years)
-    session.info[_CALENDAR_KEY] = (session.get_transaction(), calendar)
-    return calendar
+    return WorkingCalendar(overrides, extra_years=years)
 
 
 def import_schedule(
@@ -58,7 +55,7 @@ def import_schedule(
 ) -> dict[str, Any]:
     """Load a year's official holiday schedule (JSON); it replaces that year's earlier overrides."""
     require_admin(actor)
-    uow.session.info.pop(_CALENDAR_KEY, None)
+    uow.forget(_CALENDAR_KEY)
     try:
         schedule: HolidaySchedule = parse_holiday_schedule(text)
     except ScheduleError as exc:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -18,7 +18,8 @@ from engine.persistence.models import AuditEvent, Case, Counter, Deadline, Task,
 from engine.services.access import Actor, unit_scope
 from engine.services.audit import record_case_event
 from engine.services.case_types import CaseType, HookContext, case_visibility
-from engine.workflow import DataKeyError, Snapshot
+from engine.services.deadlines import note_new_case
+from engine.workflow import DataKeyError, Snapshot, compact_state
 
 CLOSED_STATUSES = frozenset({"completed", "cancelled", "terminated"})
 
@@ -94,8 +95,6 @@ def start_case(
     )
     session.add(case)
     session.flush()
-    from engine.services.deadlines import note_new_case
-
     note_new_case(uow, case)
     record_case_event(
         uow,
@@ -408,10 +407,6 @@ def compact_states(services: Services, *, batch: int = COMPACT_BATCH) -> dict[st
     still the one read, and the version is not bumped (the instance is the same); a case
     changed meanwhile was saved compact by that change. Resumable: compact rows are skipped.
     Returns counts and the bytes of state before and after."""
-    from sqlalchemy import update
-
-    from engine.workflow import compact_state
-
     counts = {"cases": 0, "compacted": 0, "bytes_before": 0, "bytes_after": 0}
     floor = 0
     while True:

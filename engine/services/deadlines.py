@@ -66,10 +66,8 @@ def case_deadlines(uow: UnitOfWork, case: Case) -> list[Deadline]:
 
 def note_new_case(uow: UnitOfWork, case: Case) -> None:
     """A case inserted in this transaction has no deadlines yet: none need reading."""
-    session = uow.session
     if case.id is not None:
-        transaction = session.get_nested_transaction() or session.get_transaction()
-        session.info[(_DEADLINES_KEY, case.id)] = (transaction, {})
+        uow.memo((_DEADLINES_KEY, case.id), dict)
 
 
 def _case_deadlines(uow: UnitOfWork, case: Case) -> dict[str, Deadline]:
@@ -78,17 +76,14 @@ def _case_deadlines(uow: UnitOfWork, case: Case) -> dict[str, Deadline]:
     A completion meets, moves and adds several deadlines of its case; one read serves them
     all, and a row added here is found again before it is flushed. The map is kept per
     transaction (a rolled-back savepoint starts afresh) and only set_deadline adds rows."""
-    session = uow.session
     if case.id is None:
         return {}
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    key = (_DEADLINES_KEY, case.id)
-    cached = session.info.get(key)
-    if cached is not None and transaction is not None and cached[0] is transaction:
-        return cached[1]  # type: ignore[no-any-return]
-    rows = {d.kind: d for d in session.scalars(select(Deadline).where(Deadline.case_id == case.id))}
-    session.info[key] = (session.get_nested_transaction() or session.get_transaction(), rows)
-    return rows
+
+    def read() -> dict[str, Deadline]:
+        rows = uow.session.scalars(select(Deadline).where(Deadline.case_id == case.id))
+        return {d.kind: d for d in rows}
+
+    return uow.memo((_DEADLINES_KEY, case.id), read)
 
 
 _DEADLINES_KEY = "fengqiao.case_deadlines"

@@ -315,7 +315,7 @@ def _case_ids(uow: UnitOfWork, n: int) -> list[int]:
 
 
 def _case_numbers(uow: UnitOfWork, prefix: str, year: int, n: int) -> list[str]:
-    """Allocate n consecutive case numbers with one locked counter read, not n."""
+    """Allocate n consecutive case numbers with one counter upsert, not n."""
     last = take_numbers(uow, f"{prefix}-{year}", n)  # locks the counter row, takes n numbers
     return [f"{prefix}-{year}-{v:06d}" for v in range(last - n + 1, last + 1)]
 
