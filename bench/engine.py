@@ -4,6 +4,8 @@ against the raw SpiffWorkflow cycle (deserialize + complete + serialize, in memo
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import tempfile
 import time
@@ -64,8 +66,12 @@ def raw_cycle_ms(runs: int) -> dict[str, float]:
     return {**summary(samples), "cpu_ms": round(statistics.median(cpu), 3)}
 
 
-def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """POST /api/v1/tasks/{id}/complete through the WSGI app in process, on a SQLite file."""
+def full_stack_ms(
+    cases: int, profiler: cProfile.Profile | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """POST /api/v1/tasks/{id}/complete through the WSGI app in process, on a SQLite file.
+
+    With `profiler`, it runs only around the completions (not the seeding or the listing)."""
     from sqlalchemy import event, select
 
     from engine.bootstrap import build_services
@@ -130,10 +136,14 @@ def full_stack_ms(cases: int) -> tuple[dict[str, float], dict[str, Any]]:
             page += 1
         before = statements["count"]
         for task_id in ids:
+            if profiler is not None:
+                profiler.enable()
             start, start_cpu = time.perf_counter(), time.process_time()
             resp = client.post(
                 f"/api/v1/tasks/{task_id}/complete", json={"data": form(step)}, headers=headers
             )
+            if profiler is not None:
+                profiler.disable()
             samples.append((time.perf_counter() - start) * 1000)
             cpu.append((time.process_time() - start_cpu) * 1000)
             if resp.status_code != 200:
@@ -197,12 +207,50 @@ def floor_ms(client: Any, headers: dict[str, str], services: Any, runs: int) -> 
         raw.close()
 
 
+def _owner(filename: str, function: str) -> str:
+    """Who a profiled function belongs to: a library, Fengqiao, the SQLite driver or Python."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    for ours in ("engine", "web", "notifications"):
+        if f"/{ours}/" in filename and "/lib/python" not in filename:
+            return "fengqiao"
+    if filename == "~":
+        if "sqlite3" in function:
+            return "SQLite (driver and database, incl. the fsync)"
+        return "Python built-ins"
+    return "Python standard library"
+
+
+def profile_shares(cases: int) -> list[dict[str, Any]]:
+    """Where a full-stack completion's time goes, by owner (cProfile self time, so it
+    over-weights code made of many small Python calls: read it as shares, not ms)."""
+    profiler = cProfile.Profile()
+    full_stack_ms(cases, profiler)
+    shares: dict[str, float] = {}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for (filename, _line, function), (_cc, _nc, self_time, _ct, _callers) in stats.items():
+        owner = _owner(filename, function)
+        shares[owner] = shares.get(owner, 0.0) + self_time
+    total = sum(shares.values()) or 1.0
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    return [{"owner": owner, "share_pct": round(t * 100 / total, 1)} for owner, t in ranked[:12]]
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Print the engine ratio table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the ratio, print where a completion's time goes, by library",
+    )
     args = parser.parse_args(argv)
     cases = 50 if args.quick else 200
+    if args.profile:
+        shares = profile_shares(cases)
+        report("engine_profile", shares, ["cProfile self time of the completions, by owner"])
+        return {}
     raw = raw_cycle_ms(400 if args.quick else 2000)
     full, info = full_stack_ms(cases)
     ratio = full["median_ms"] / raw["median_ms"]
