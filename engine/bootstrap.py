@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
-from engine.persistence.db import UnitOfWork, make_engine, make_session_factory
+from engine.persistence.db import (
+    UnitOfWork,
+    in_read_only_context,
+    make_engine,
+    make_session_factory,
+)
 
 if TYPE_CHECKING:
     from engine.services.case_types import CaseTypeRegistry
@@ -32,9 +37,12 @@ class Services:
     case_types: CaseTypeRegistry
     notifier_hooks: list[Callable[[], None]] = field(default_factory=list)
 
-    def uow(self) -> UnitOfWork:
-        """A new unit of work (one transaction)."""
-        return UnitOfWork(self.session_factory)
+    def uow(self, *, write: bool = False) -> UnitOfWork:
+        """A new unit of work (one transaction).
+
+        Inside `reads_only()` (a GET request) it is read-only unless `write` is given: a
+        request that only reads must not queue for SQLite's write lock."""
+        return UnitOfWork(self.session_factory, read_only=not write and in_read_only_context())
 
     def read_uow(self) -> UnitOfWork:
         """A unit of work that only reads: on SQLite it takes no write lock (never commit it)."""

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from engine.bootstrap import Services, build_services
 from engine.config import Settings
+from engine.persistence.db import reads_only
 from web.auth import init_auth
 from web.errors import register_error_handlers
 from web.security import init_security
@@ -30,6 +31,24 @@ def _select_locale() -> str:
         return "en" if actor.language == "en" else "zh_Hans_CN"
     default = current_app.extensions["fengqiao"].settings.default_language
     return "en" if default == "en" else "zh_Hans_CN"
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ReadOnlySafeMethods:
+    """WSGI middleware: a GET, HEAD or OPTIONS request runs inside `reads_only()`, so its
+    units of work take no write lock on SQLite (a list or a page never queues behind a write
+    or a scheduler tick). A handler that must write on GET asks `Services.uow(write=True)`."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD", "GET") in SAFE_METHODS:
+            with reads_only():
+                return self.wsgi_app(environ, start_response)
+        return self.wsgi_app(environ, start_response)
 
 
 def create_app(
@@ -62,6 +81,7 @@ def create_app(
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.wsgi_app = ReadOnlySafeMethods(app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["fengqiao"] = services
     Babel(app, locale_selector=_select_locale, default_timezone="Asia/Shanghai")
     app.jinja_env.globals["get_locale"] = get_locale

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -100,6 +101,30 @@ def ping_idle_connections(engine: Engine) -> None:
 READ_ONLY_OPTION = "fengqiao_read_only"
 T = TypeVar("T")
 
+# Set while serving a request that only reads (GET, HEAD): its units of work take no write
+# lock on SQLite, so a page or a list never waits behind another request's write or a
+# scheduler tick, and never holds one up. See `reads_only`.
+_READS_ONLY: ContextVar[bool] = ContextVar("fengqiao_reads_only", default=False)
+
+
+@contextmanager
+def reads_only() -> Iterator[None]:
+    """Within this block `Services.uow()` gives read-only units of work (a safe request)."""
+    token = _READS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READS_ONLY.reset(token)
+
+
+def in_read_only_context() -> bool:
+    """Whether the code runs inside `reads_only()`."""
+    return _READS_ONLY.get()
+
+
+class ReadOnlyUnitOfWorkError(RuntimeError):
+    """A read-only unit of work was asked to commit (a bug: the caller writes in a read)."""
+
 
 class UnitOfWork:
     """One transaction: rolled back unless `commit()` is called inside the `with` block."""
@@ -137,8 +162,17 @@ class UnitOfWork:
             session.close()
             self._session = None
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this unit of work only reads (it never commits)."""
+        return self._read_only
+
     def commit(self) -> None:
         """Commit the transaction, then run after-commit hooks (e.g. wake the dispatcher)."""
+        if self._read_only:
+            raise ReadOnlyUnitOfWorkError(
+                "a read-only unit of work cannot commit: use Services.uow(write=True)"
+            )
         self.session.commit()
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:

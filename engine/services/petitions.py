@@ -1428,7 +1428,8 @@ def get_petition(
 ) -> dict[str, Any]:
     """GET /petitions/{id}: the petition with its timeline; whole ID/phone only if allowed."""
     now = services.clock.now()
-    with services.uow() as uow, conflicts_as_409():
+    # A reveal writes its audit event, even on GET.
+    with services.uow(write=reveal) as uow, conflicts_as_409():
         row = uow.session.execute(
             select(Petition, Case, Unit.path)
             .join(Case, Case.id == Petition.case_id)

@@ -735,7 +735,8 @@ def get_key_person(
 ) -> dict[str, Any]:
     """GET /key-persons/{id}; `reveal` shows whole ID and phone numbers, and audits the read."""
     now = services.clock.now()
-    with services.uow() as uow, conflicts_as_409():
+    # A reveal writes its audit event, even on GET.
+    with services.uow(write=reveal) as uow, conflicts_as_409():
         kp = _load_visible(uow, actor, key_person_id)
         view = person_view(services, uow, kp, today=_today(now))
         if reveal:
