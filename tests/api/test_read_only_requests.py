@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from engine.bootstrap import Services
 from engine.persistence.db import ReadOnlyUnitOfWorkError, reads_only
+from engine.persistence.models import User
 from tests.api.test_notifications_api import login
 from tests.conftest import token_for
 
@@ -55,42 +56,62 @@ def test_a_page_is_served_while_another_write_is_in_flight(
     assert time.monotonic() - started < 5
 
 
-def test_a_get_reads_in_a_transaction_without_the_write_lock_and_a_post_takes_it(
+def test_a_get_reads_without_the_write_lock_or_a_transaction_and_a_post_takes_them(
     client: Any, services: Services, backend: str
 ) -> None:
+    # SQLite: a GET reads in a plain BEGIN (one snapshot, no write lock); a POST begins with
+    # BEGIN IMMEDIATE. PostgreSQL: a GET reads in autocommit (no BEGIN and no ROLLBACK round
+    # trips; at READ COMMITTED each statement has its own snapshot either way); a POST
+    # writes in a transaction, on the same pooled connection put back in transactions.
     headers = token_for(client, "handler")
-    begins: list[str] = []
+    seen: list[tuple[str, bool]] = []
 
-    def _record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.startswith("BEGIN"):
-            begins.append(statement.strip())
+    def _record(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        dbapi = conn.connection.dbapi_connection
+        seen.append((statement.strip(), bool(getattr(dbapi, "autocommit", False))))
 
     event.listen(services.engine, "before_cursor_execute", _record)
     try:
         assert client.get("/api/v1/tasks", headers=headers).status_code == 200
-        reads = list(begins)
-        begins.clear()
+        reads = list(seen)
+        seen.clear()
         bad = client.post("/api/v1/tasks/999999/claim", headers=headers)
         assert bad.status_code == 404
-        writes = list(begins)
+        writes = list(seen)
     finally:
         event.remove(services.engine, "before_cursor_execute", _record)
+    listing = [autocommit for statement, autocommit in reads if "FROM tasks" in statement]
+    lookup = [autocommit for statement, autocommit in writes if "FROM tasks" in statement]
+    assert listing and lookup
     if backend == "sqlite":
-        assert reads and all(b == "BEGIN" for b in reads)
-        assert "BEGIN IMMEDIATE" in writes
-    else:  # psycopg begins implicitly: no BEGIN statement goes through SQLAlchemy
-        assert reads == [] and writes == []
+        # The token check's and the list's: neither takes the write lock.
+        assert [s for s, _ in reads if s.startswith("BEGIN")] == ["BEGIN", "BEGIN"]
+        assert "BEGIN IMMEDIATE" in [s for s, _ in writes]
+    else:
+        assert all(listing)  # the list's statements ran outside a transaction
+        assert not any(lookup)  # the write's ran inside one
 
 
-def test_a_read_only_unit_of_work_refuses_to_commit_and_writes_can_be_asked_for(
+def test_a_read_only_unit_of_work_refuses_writes_and_writes_can_be_asked_for(
     services: Services,
 ) -> None:
+    rename = text("UPDATE users SET display_name = 'changed' WHERE username = 'handler'")
     with reads_only():
         with services.uow() as uow:
             assert uow.read_only
             with pytest.raises(ReadOnlyUnitOfWorkError):
                 uow.commit()
+        # On PostgreSQL it reads in autocommit: a write would stick at once, so none passes.
+        with services.uow() as uow, pytest.raises(ReadOnlyUnitOfWorkError):
+            uow.session.execute(rename)
+        with services.uow() as uow:
+            user = uow.session.scalars(select(User).where(User.username == "handler")).one()
+            user.display_name = "changed too"
+            with pytest.raises(ReadOnlyUnitOfWorkError):
+                uow.session.flush()
         with services.uow(write=True) as uow:
             assert not uow.read_only
     with services.uow() as uow:
         assert not uow.read_only
+        name = uow.session.scalar(select(User.display_name).where(User.username == "handler"))
+    assert name not in {"changed", "changed too"}
