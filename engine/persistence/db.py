@@ -129,7 +129,8 @@ T = TypeVar("T")
 
 # Set while serving a request that only reads (GET, HEAD): its units of work take no write
 # lock on SQLite, so a page or a list never waits behind another request's write or a
-# scheduler tick, and never holds one up. See `reads_only`.
+# scheduler tick, and never holds one up; on PostgreSQL they read in autocommit. See
+# `reads_only` and `UnitOfWork._read_options`.
 _READS_ONLY: ContextVar[bool] = ContextVar("fengqiao_reads_only", default=False)
 
 
@@ -149,7 +150,8 @@ def in_read_only_context() -> bool:
 
 
 class ReadOnlyUnitOfWorkError(RuntimeError):
-    """A read-only unit of work was asked to commit (a bug: the caller writes in a read)."""
+    """A read-only unit of work was asked to commit or to write (a bug: the caller writes
+    in a read; `Services.uow(write=True)` is the way to write during a GET)."""
 
 
 class UnitOfWork:
