@@ -130,7 +130,7 @@ T = TypeVar("T")
 # Set while serving a request that only reads (GET, HEAD): its units of work take no write
 # lock on SQLite, so a page or a list never waits behind another request's write or a
 # scheduler tick, and never holds one up; on PostgreSQL they read in autocommit. See
-# `reads_only` and `UnitOfWork._read_options`.
+# `reads_only` and `read_only_options`.
 _READS_ONLY: ContextVar[bool] = ContextVar("fengqiao_reads_only", default=False)
 
 
@@ -147,6 +147,21 @@ def reads_only() -> Iterator[None]:
 def in_read_only_context() -> bool:
     """Whether the code runs inside `reads_only()`."""
     return _READS_ONLY.get()
+
+
+def read_only_options(dialect: str) -> dict[str, Any]:
+    """Execution options of a connection that only reads (a read-only unit of work, the
+    per-request token check).
+
+    SQLite: in a plain (deferred) BEGIN, one consistent snapshot, no write lock.
+    PostgreSQL: in autocommit. At READ COMMITTED each statement takes its own snapshot
+    inside a transaction too, so a reader sees the same either way; without one psycopg
+    sends no BEGIN and the pool no ROLLBACK, two round trips fewer per read. The pool puts
+    the connection back in transactions when it is returned. On both, a writing statement
+    is refused (`refuse_writes_when_read_only`)."""
+    if dialect == "postgresql":
+        return {READ_ONLY_OPTION: True, "isolation_level": "AUTOCOMMIT"}
+    return {READ_ONLY_OPTION: True}
 
 
 class ReadOnlyUnitOfWorkError(RuntimeError):
@@ -173,22 +188,10 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self._session = self._factory()
         if self._read_only:
-            self._session.connection(execution_options=self._read_options(self._session))
+            dialect = self._session.get_bind().dialect.name
+            self._session.connection(execution_options=read_only_options(dialect))
         self._after_commit = []
         return self
-
-    @staticmethod
-    def _read_options(session: Session) -> dict[str, Any]:
-        """How a read-only unit of work reads.
-
-        SQLite: in a plain (deferred) BEGIN, one consistent snapshot, no write lock.
-        PostgreSQL: in autocommit. At READ COMMITTED each statement takes its own snapshot
-        inside a transaction too, so a reader sees the same either way; without one psycopg
-        sends no BEGIN and the pool no ROLLBACK, two round trips fewer per read request.
-        The pool puts the connection back in transactions when it is returned."""
-        if session.get_bind().dialect.name == "postgresql":
-            return {READ_ONLY_OPTION: True, "isolation_level": "AUTOCOMMIT"}
-        return {READ_ONLY_OPTION: True}
 
     def __exit__(
         self,

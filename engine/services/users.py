@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from engine.bootstrap import Services
 from engine.domain.enums import Role
 from engine.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
-from engine.persistence.db import READ_ONLY_OPTION, UnitOfWork
+from engine.persistence.db import UnitOfWork, read_only_options
 from engine.persistence.models import RoleAssignment, Unit, User
 from engine.services.access import Actor, load_actor, require_admin
 from engine.services.audit import record_event
@@ -218,12 +218,7 @@ def actor_from_token(services: Services, token: str) -> Actor:
         raise AuthenticationError("invalid token") from exc
     try:
         with services.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                # One statement needs no transaction: without one psycopg sends no BEGIN and
-                # the pool no ROLLBACK, one round trip instead of three per API request.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                conn.execution_options(**{READ_ONLY_OPTION: True})
+            conn.execution_options(**read_only_options(conn.dialect.name))
             return load_actor(conn, int(payload.get("u", 0)), generation=int(payload.get("g", -1)))
     except NotFoundError as exc:
         raise AuthenticationError("token revoked") from exc
